@@ -1,0 +1,107 @@
+"""ModelConfig: every hyperparameter of the Spatio-Temporal Interaction Transformer in one place.
+
+The config is saved inside every checkpoint (config.json), so resume, fine-tuning and export
+rebuild exactly the module that was trained. Defaults are the design values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from strategist import contract
+from strategist.errors import StrategistError
+
+IMPLEMENTATIONS = ("torch", "hf")
+
+
+@dataclass
+class ModelConfig:
+    # Which implementation build_model() returns: "torch" (plain nn.Module, the exported one) or "hf"
+    # (transformers PreTrainedModel whose lap transformer is a BertEncoder). Same maths, same weights
+    # up to a key renaming (strategist.model.weight_mapping).
+    impl: str = "torch"
+
+    # --- input geometry (the tensor contract) ---
+    n_lap_context: int = contract.N_LAP_CONTEXT  # lap slots [L, L-1, L-2, L-5, L_base]; hard constraint
+    n_steps: int = contract.N_STEPS  # distance steps per lap
+    n_channels: int = len(contract.CHANNELS)  # Speed, Throttle, Brake, RPM, nGear
+    n_tactical_rows: int = len(contract.TACTICAL_ROWS)  # ahead, behind
+    n_tactical_cols: int = len(contract.TACTICAL_COLS)  # gap_s, pace_delta_s
+
+    # --- 1D-CNN stem (per lap, weights shared across laps) ---
+    stem_channels: tuple[int, ...] = (16, 32, 64)
+    stem_kernel: int = 5
+    stem_stride: int = 2  # each conv halves the distance axis: 100 -> 50 -> 25 -> 13
+
+    # --- lap transformer (self-attention across the lap tokens) ---
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    d_ff: int = 1024  # feed-forward width, 4 x d_model as in BERT
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+
+    # --- tactical fusion (cross-attention: lap tokens query the ahead/behind tokens) ---
+    n_fusion_heads: int = 8
+
+    # --- heads ---
+    head_hidden: int = 128
+    quantiles: tuple[float, ...] = contract.QUANTILES
+    n_risk_classes: int = len(contract.RISK_CLASSES)
+
+    def __post_init__(self) -> None:
+        self.stem_channels = tuple(int(c) for c in self.stem_channels)
+        self.quantiles = tuple(float(q) for q in self.quantiles)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise StrategistError naming the field when the config cannot build a model."""
+        problems: list[str] = []
+        if self.impl not in IMPLEMENTATIONS:
+            problems.append(f"impl {self.impl!r} is not one of {IMPLEMENTATIONS}")
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.d_model % self.n_fusion_heads:
+            problems.append(
+                f"d_model {self.d_model} is not divisible by n_fusion_heads {self.n_fusion_heads}"
+            )
+        if list(self.quantiles) != sorted(self.quantiles) or len(self.quantiles) != 3:
+            problems.append(
+                f"quantiles {self.quantiles} must be three increasing values (lower, median, upper)"
+            )
+        if not self.stem_channels:
+            problems.append("stem_channels is empty")
+        if self.n_lap_context < 1:
+            problems.append(f"n_lap_context {self.n_lap_context} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout {self.dropout} must be in [0, 1)")
+        if problems:
+            raise StrategistError("invalid ModelConfig: " + "; ".join(problems))
+
+    @property
+    def stem_out_steps(self) -> int:
+        """Length of the distance axis after the stem (each conv: ceil(n / stride) with 'same' padding)."""
+        n = self.n_steps
+        for _ in self.stem_channels:
+            n = (n + 2 * (self.stem_kernel // 2) - self.stem_kernel) // self.stem_stride + 1
+        return n
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a dict (config.json); unknown keys are an error, missing keys take defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise StrategistError(
+                f"ModelConfig: unknown field(s) {unknown}; known fields are {sorted(known)}"
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)

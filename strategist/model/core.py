@@ -1,0 +1,139 @@
+"""The forward pass shared by both implementations (plain PyTorch and Hugging Face).
+
+Both models own the same submodules under the same names (see `add_common_modules`) and differ only
+in how the lap tokens are encoded (`encode_laps`: a stack of LapAttentionBlock, or a BertEncoder).
+
+    telemetry [B, N, S, C] --normalise--> CNNStem per lap --> [B, N, D] + lap slot embedding, LayerNorm
+        --> lap transformer (self-attention over the N laps) --> [B, N, D]
+    tactical  [B, T, 2]    --normalise--> TacticalEmbedding --> [B, T, D]
+        --> TacticalFusionBlock (queries: lap tokens, keys/values: tactical tokens) --> [B, N, D]
+        --> pool: concat(token of lap L, mean of all tokens) [B, 2D]
+        --> heads: pace (3 non-crossing quantiles), risk (3 logits), tire (1 logit)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from strategist import contract
+from strategist.errors import DataError, StackSizeError
+from strategist.model.config import ModelConfig
+from strategist.model.layers import (
+    CNNStem,
+    InputNormalizer,
+    MLPHead,
+    TacticalEmbedding,
+    TacticalFusionBlock,
+    non_crossing_quantiles,
+)
+
+
+@dataclass
+class StrategistOutput:
+    """Everything training needs; forward() returns only the exported three."""
+
+    pace_quantiles: torch.Tensor  # [B, 3] seconds, delta to the fuel-corrected time of lap L
+    pace_quantiles_norm: torch.Tensor  # [B, 3] the same in normalised units (what the loss sees)
+    risk_logits: torch.Tensor  # [B, 3] before softmax (for cross-entropy)
+    risk_probs: torch.Tensor  # [B, 3] softmax over contract.RISK_CLASSES
+    tire_health: torch.Tensor  # [B, 1] 0..1
+
+    def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.pace_quantiles, self.risk_probs, self.tire_health
+
+
+def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
+    """Create every submodule except the lap transformer on `module` (names matter: checkpoints)."""
+    module.normalizer = InputNormalizer(cfg)
+    module.stem = CNNStem(cfg)
+    # One learnt embedding per lap slot (L, L-1, L-2, L-5, L_base): the slots are not evenly spaced in
+    # time, so a sinusoidal position code would be wrong. It fixes the stack size: n_lap_context rows.
+    module.lap_pos_embedding = nn.Parameter(torch.zeros(cfg.n_lap_context, cfg.d_model))
+    nn.init.normal_(module.lap_pos_embedding, std=0.02)
+    module.embed_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+    module.embed_dropout = nn.Dropout(cfg.dropout)
+    module.tactical_embedding = TacticalEmbedding(cfg)
+    module.fusion = TacticalFusionBlock(cfg)
+    module.pace_head = MLPHead(2 * cfg.d_model, cfg.head_hidden, len(cfg.quantiles))
+    module.risk_head = MLPHead(2 * cfg.d_model, cfg.head_hidden, cfg.n_risk_classes)
+    module.tire_head = MLPHead(2 * cfg.d_model, cfg.head_hidden, 1)
+
+
+def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tensor) -> None:
+    """Shape checks only (static under ONNX export): the stack size first, with its own error."""
+    if telemetry.dim() != 4:
+        raise DataError(
+            f"expected [B, {cfg.n_lap_context}, {cfg.n_steps}, {cfg.n_channels}], got shape {tuple(telemetry.shape)}",
+            field=contract.INPUT_TELEMETRY,
+        )
+    if telemetry.shape[1] != cfg.n_lap_context:
+        raise StackSizeError(
+            f"telemetry stacks {telemetry.shape[1]} laps but this model was built for n_lap_context="
+            f"{cfg.n_lap_context} (slots {', '.join(contract.LAP_SLOTS)}); a model's lap stack size is fixed"
+        )
+    if tuple(telemetry.shape[2:]) != (cfg.n_steps, cfg.n_channels):
+        raise DataError(
+            f"expected [B, {cfg.n_lap_context}, {cfg.n_steps}, {cfg.n_channels}], got shape {tuple(telemetry.shape)}",
+            field=contract.INPUT_TELEMETRY,
+        )
+    if tactical.dim() != 3 or tuple(tactical.shape[1:]) != (cfg.n_tactical_rows, cfg.n_tactical_cols):
+        raise DataError(
+            f"expected [B, {cfg.n_tactical_rows}, {cfg.n_tactical_cols}], got shape {tuple(tactical.shape)}",
+            field=contract.INPUT_TACTICAL,
+        )
+    if tactical.shape[0] != telemetry.shape[0]:
+        raise DataError(
+            f"batch sizes differ: telemetry {telemetry.shape[0]}, tactical {tactical.shape[0]}",
+            field=contract.INPUT_TACTICAL,
+        )
+
+
+class StrategistForwardMixin:
+    """forward / forward_train for a module built with add_common_modules and an encode_laps()."""
+
+    model_config: ModelConfig
+    normalizer: InputNormalizer
+    stem: CNNStem
+    lap_pos_embedding: nn.Parameter
+    embed_norm: nn.LayerNorm
+    embed_dropout: nn.Dropout
+    tactical_embedding: TacticalEmbedding
+    fusion: TacticalFusionBlock
+    pace_head: MLPHead
+    risk_head: MLPHead
+    tire_head: MLPHead
+
+    def encode_laps(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, D]
+        raise NotImplementedError
+
+    def forward_train(self, telemetry: torch.Tensor, tactical: torch.Tensor) -> StrategistOutput:
+        cfg = self.model_config
+        check_inputs(cfg, telemetry, tactical)
+        batch, n_laps = telemetry.shape[0], telemetry.shape[1]
+
+        laps = self.normalizer.telemetry(telemetry).reshape(batch * n_laps, cfg.n_steps, cfg.n_channels)
+        tokens = self.stem(laps).view(batch, n_laps, cfg.d_model)  # [B, N, D]
+        tokens = self.embed_dropout(self.embed_norm(tokens + self.lap_pos_embedding))
+        tokens = self.encode_laps(tokens)  # [B, N, D]
+
+        tactical_tokens = self.tactical_embedding(self.normalizer.tactical(tactical))  # [B, T, D]
+        fused = self.fusion(tokens, tactical_tokens)  # [B, N, D]
+        # Slot 0 is lap L, the most recent lap; the mean carries the whole stack.
+        pooled = torch.cat([fused[:, 0], fused.mean(dim=1)], dim=-1)  # [B, 2D]
+
+        pace_norm = non_crossing_quantiles(self.pace_head(pooled))  # [B, 3]
+        risk_logits = self.risk_head(pooled)  # [B, 3]
+        return StrategistOutput(
+            pace_quantiles=self.normalizer.pace_to_seconds(pace_norm),
+            pace_quantiles_norm=pace_norm,
+            risk_logits=risk_logits,
+            risk_probs=torch.softmax(risk_logits, dim=-1),
+            tire_health=torch.sigmoid(self.tire_head(pooled)),
+        )
+
+    def set_stats(self, stats: dict) -> None:
+        """Copy dataset statistics (manifest "stats") into the normalisation buffers."""
+        self.normalizer.set_stats(stats)
