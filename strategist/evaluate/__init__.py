@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines and the report of a held-out-by-race evaluation run."""

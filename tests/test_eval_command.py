@@ -1,0 +1,101 @@
+"""`strategist evaluate` end to end on a tiny dataset and a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_eval_synthetic import synthetic_arrays, write_dataset
+
+from strategist.cli import main
+from strategist.errors import DataError
+from strategist.evaluate.datasets import check_no_race_leak
+
+
+def _tiny_checkpoint(out_dir, stats):
+    from strategist.model import ModelConfig, build_model
+    from strategist.train.checkpoint import save_checkpoint
+
+    cfg = ModelConfig(
+        d_model=16, n_layers=1, n_heads=2, d_ff=32, n_fusion_heads=2, head_hidden=8, stem_channels=(4, 8)
+    )
+    model = build_model(cfg)
+    model.set_stats(stats)
+    return save_checkpoint(model, cfg, out_dir, stats=stats)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    train = write_dataset(synthetic_arrays(n_races=2, n_drivers=3, n_laps=14, seed=0), root / "train")
+    test = synthetic_arrays(n_races=1, n_drivers=2, n_laps=14, seed=1)
+    test["race"] = test["race"].astype("<U16")
+    test["race"][:] = "held_out_race"
+    test_dir = write_dataset(test, root / "test")
+    stats = json.loads((train / "manifest.json").read_text())["stats"]
+    ckpt = _tiny_checkpoint(root / "ckpt", stats)
+    return root, train, test_dir, ckpt
+
+
+def test_evaluate_command_writes_report_json_and_plots(tiny_run, capsys):
+    root, train, test_dir, ckpt = tiny_run
+    out = root / "out"
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            f"tiny={ckpt}",
+            "--data",
+            str(test_dir),
+            "--train",
+            str(train),
+            "--out",
+            str(out),
+        ]
+        + ["--gbm-estimators", "10"]
+    )
+    assert code == 0
+    for name in ("report.md", "results.json", "eval_corridor.png", "eval_reliability.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    payload = json.loads((out / "results.json").read_text())
+    results = payload["results"]
+    assert set(results) == {"tiny", "persistence", "stint trend", "climatology", "gbm", "noise floor"}
+    n = results["tiny"]["pace"]["all"]["n"]
+    assert n == results["persistence"]["pace"]["all"]["n"] > 0
+    assert 0.0 <= results["tiny"]["risk"]["roc_auc"] <= 1.0
+    # the model's quantiles come out of a non-crossing head
+    assert results["tiny"]["pace"]["all"]["crossing_rate"] == 0.0
+    report = (out / "report.md").read_text()
+    assert "| persistence |" in report and "| noise floor |" in report and "## Targets" in report
+
+
+def test_evaluate_refuses_a_race_seen_in_training(tiny_run, tmp_path):
+    _root, train, _test_dir, ckpt = tiny_run
+    code = main(
+        ["evaluate", "--checkpoint", str(ckpt), "--data", str(train), "--train", str(train)]
+        + ["--out", str(tmp_path)]
+    )
+    assert code == 1  # printed as a clear error, not a traceback
+
+
+def test_leak_check_names_the_shared_race():
+    a = synthetic_arrays(n_races=2, n_drivers=1, n_laps=8)
+    b = synthetic_arrays(n_races=1, n_drivers=1, n_laps=8)
+    with pytest.raises(DataError, match="race_0"):
+        check_no_race_leak(a, b)
+
+
+def test_evaluate_names_missing_data(tmp_path, capsys):
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tmp_path),
+            "--data",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 1
+    assert "nope" in capsys.readouterr().err
