@@ -1,0 +1,130 @@
+"""Assembles the gateway: settings -> backend -> predictor, routes, middleware and error handlers.
+
+uvicorn --factory server.main:create_app     # settings from STRATEGIST_* environment variables
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
+from server.metrics import GatewayMetrics
+from server.middleware import GatewayMiddleware
+from server.onnx_backend import OnnxRuntimeBackend
+from server.pipeline import Predictor
+from server.routes import health, predict
+from server.settings import GatewaySettings
+from server.triton_backend import TritonBackend
+from strategist import __version__
+from strategist.errors import DataError, StackSizeError
+
+log = logging.getLogger("server")
+
+ENDPOINTS = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics"}
+
+
+def make_backend(settings: GatewaySettings) -> InferenceBackend:
+    """The backend the settings ask for (not started yet)."""
+    if settings.backend == "onnxruntime":
+        return OnnxRuntimeBackend(
+            settings.onnx_file(),
+            settings.model_name,
+            timeout_s=settings.request_timeout_s,
+            threads=settings.onnx_threads,
+        )
+    return TritonBackend(
+        settings.triton_url,
+        settings.model_name,
+        settings.model_version,
+        timeout_s=settings.request_timeout_s,
+        readiness_timeout_s=settings.readiness_timeout_s,
+    )
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Field, reason and location only: echoing the offending input back could mean 10,000 numbers.
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return JSONResponse(
+        {"detail": detail, "request_id": _request_id(request)}, status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    field = getattr(exc, "field", None)
+    detail = [{"loc": ["body", *([field] if field else [])], "msg": str(exc), "type": "data_error"}]
+    return JSONResponse(
+        {"detail": detail, "request_id": _request_id(request)}, status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("request %s: backend unavailable: %s", _request_id(request), exc)
+    return JSONResponse(
+        {"detail": f"model backend unavailable: {exc}", "request_id": _request_id(request)},
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _backend_failed(request: Request, exc: Exception) -> JSONResponse:
+    log.error("request %s: backend error: %s", _request_id(request), exc)
+    return JSONResponse(
+        {"detail": f"model backend error: {exc}", "request_id": _request_id(request)},
+        status.HTTP_502_BAD_GATEWAY,
+    )
+
+
+def create_app(settings: GatewaySettings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
+    """The gateway app. `backend` overrides the one the settings describe (used by `strategist serve`)."""
+    settings = settings or GatewaySettings()
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        chosen = backend or make_backend(settings)
+        await chosen.start()  # Triton may still be down: /readyz reports it, requests get 503
+        app.state.predictor = Predictor(chosen, metrics, default_race_laps=settings.default_race_laps)
+        log.info("gateway ready to serve: backend %s, model %r", chosen.kind, chosen.model_name)
+        try:
+            yield
+        finally:
+            await chosen.close()
+
+    app = FastAPI(
+        title="Virtual Strategist",
+        version=__version__,
+        summary="Next-lap pace corridor, bad-lap risk and tire health from a car's last laps.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(health.router)
+    app.include_router(predict.router)
+    handlers: dict[type[Exception], Any] = {
+        RequestValidationError: _validation_error,
+        DataError: _data_error,
+        StackSizeError: _data_error,
+        BackendUnavailable: _backend_unavailable,
+        BackendFailed: _backend_failed,
+    }
+    for exc_type, handler in handlers.items():
+        app.add_exception_handler(exc_type, handler)
+    app.add_middleware(
+        GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS
+    )
+    return app

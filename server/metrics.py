@@ -1,0 +1,46 @@
+"""Prometheus metrics of one gateway instance (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+STAGES = ("preprocess", "predict", "postprocess")
+# Gateway stages run in well under a millisecond to a few tens of ms; the buckets resolve both ends.
+_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "strategist_requests_total",
+            "Requests answered, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "strategist_request_errors_total",
+            "Requests that failed, by endpoint and reason (validation, auth, too_large, unavailable, ...).",
+            ["endpoint", "reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "strategist_request_seconds",
+            "End-to-end latency inside the gateway, by endpoint.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_latency = Histogram(
+            "strategist_stage_seconds",
+            "Latency of one pipeline stage: preprocess (Data Engine), predict (backend call), postprocess.",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "strategist_backend_batch_rows",
+            "Rows sent to the backend per call (2 per car: as raced + clean air).",
+            buckets=(2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )

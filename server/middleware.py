@@ -1,0 +1,103 @@
+"""One pure-ASGI middleware for what every request needs: request id, body-size limit, metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so it adds no task or stream copies to the hot path. The body limit
+is checked on the Content-Length header first (413 before anything is read) and again while the
+body streams in (chunked uploads carry no length).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from fastapi import HTTPException, status
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.metrics import GatewayMetrics
+
+REQUEST_ID_HEADER = "x-request-id"
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client-chosen id is echoed only if it is harmless
+
+ERROR_REASONS = {
+    400: "bad_request",
+    401: "auth",
+    404: "not_found",
+    405: "method",
+    413: "too_large",
+    422: "validation",
+    500: "internal",
+    502: "backend_error",
+    503: "unavailable",
+}
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"request body is {size} bytes or more, the limit is {limit} bytes (STRATEGIST_MAX_BODY_BYTES)"
+
+
+class GatewayMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: GatewayMetrics, endpoints: set[str]
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        client_id = headers.get(REQUEST_ID_HEADER, "")
+        request_id = client_id if _CLIENT_ID.match(client_id) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope["path"]
+        endpoint = path if path in self.endpoints else "other"
+        response_status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal response_status
+            if message["type"] == "http.response.start":
+                response_status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                response = JSONResponse(
+                    {"detail": _too_large(int(declared), self.max_body_bytes), "request_id": request_id},
+                    status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                )
+                await response(scope, receive, send_with_id)
+                return
+            await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            self.metrics.requests.labels(endpoint=endpoint, status=str(response_status)).inc()
+            if response_status >= 400:
+                reason = ERROR_REASONS.get(response_status, f"http_{response_status}")
+                self.metrics.errors.labels(endpoint=endpoint, reason=reason).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+        limit = self.max_body_bytes
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # HTTPException passes through FastAPI's body parsing untouched and becomes a 413.
+                    raise HTTPException(
+                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=_too_large(received, limit)
+                    )
+            return message
+
+        return receive_limited

@@ -1,0 +1,70 @@
+"""Request payloads built from a race on disk (real FastF1 export or simulated race).
+
+Used by `strategist client`, by `strategist serve` to write examples/predict_request.json, and by the
+tests. The lap stack is chosen by the Data Engine's slot rules (strategist.data.stack), the laps are
+the reader's raw car_data samples (indexed by time, as FastF1 records them), the neighbours and fuel
+model are the reader's: nothing here re-derives race data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from strategist import contract
+from strategist.data.fastf1_reader import Race
+from strategist.data.stack import choose_stack_laps
+from strategist.errors import DataError
+
+
+def _values(array: Any, decimals: int | None) -> list[float]:
+    values = np.asarray(array, dtype=np.float64)
+    if decimals is not None:
+        values = np.round(values, decimals)
+    return [float(v) for v in values]
+
+
+def lap_time_s(race: Race, driver: str, lap: int) -> float:
+    rows = race.driver_laps(driver)
+    hit = rows[rows["LapNumber"] == lap]
+    value = float(hit["LapTime"].iloc[0]) if not hit.empty else float("nan")
+    if not np.isfinite(value):
+        raise DataError("no lap time recorded for this lap", file=race.source, driver=driver, lap=lap, field="LapTime")
+    return value
+
+
+def request_from_race(race: Race, driver: str, lap: int, *, decimals: int | None = 4) -> dict[str, Any]:
+    """The /predict body for `driver` after completing `lap` (JSON-ready dict).
+
+    decimals: rounding of the raw samples (keeps the JSON small; FastF1 times are ms-resolution);
+    None keeps them exact.
+    """
+    choice = choose_stack_laps(lap, race.lap_infos(driver), driver=driver)
+    laps = []
+    for number in choice.laps:
+        raw = race.lap_telemetry(driver, number)
+        laps.append(
+            {
+                "time_s": _values(raw.time_s, decimals),
+                "channels": {name: _values(raw.channels[name], decimals) for name in contract.CHANNELS},
+            }
+        )
+    ahead, behind = race.neighbours(driver, lap)
+    return {
+        "car": driver,
+        "lap_number": int(lap),
+        "lap_time_s": lap_time_s(race, driver, lap),
+        "race_laps": int(race.total_laps),
+        "fuel": race.fuel_model.to_dict(),
+        "ahead": None if ahead is None else {"gap_s": ahead[0], "pace_delta_s": ahead[1]},
+        "behind": None if behind is None else {"gap_s": behind[0], "pace_delta_s": behind[1]},
+        "laps": laps,
+    }
+
+
+def drivers_with_stack(race: Race, lap: int) -> list[str]:
+    """Drivers with telemetry who completed `lap` (the ones a stack can be built for)."""
+    laps = race.laps
+    done = set(laps.loc[laps["LapNumber"] == lap, "Driver"])
+    return [d for d in race.drivers if d in done and race.driver_has_telemetry(d)]

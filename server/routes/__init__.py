@@ -1,0 +1,1 @@
+"""HTTP routes: health/readiness/metrics and prediction."""

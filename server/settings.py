@@ -1,0 +1,98 @@
+"""Gateway settings, read from the environment (prefix `STRATEGIST_`) once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from strategist.paths import MODEL_REPOSITORY_DIR
+
+BackendKind = Literal["triton", "onnxruntime"]
+
+
+class GatewaySettings(BaseSettings):
+    """Every knob of the gateway. Environment variable = `STRATEGIST_` + field name in capitals."""
+
+    model_config = SettingsConfigDict(env_prefix="STRATEGIST_", extra="ignore", protected_namespaces=())
+
+    backend: BackendKind = Field(
+        default="triton",
+        description="'triton': Triton over gRPC. 'onnxruntime': the same ONNX in-process (fallback where the "
+        "Triton binary cannot run).",
+    )
+    triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    model_name: str = Field(
+        default="virtual_strategist_cpu", description="Model name in the Triton repository."
+    )
+    model_version: str = Field(default="", description="Model version to ask for; empty = Triton's latest.")
+    model_repository: Path = Field(
+        default=MODEL_REPOSITORY_DIR,
+        description="Triton model repository; the onnxruntime backend reads "
+        "<model_repository>/<model_name>/<version>/model.onnx from it.",
+    )
+    onnx_path: Path | None = Field(
+        default=None, description="Explicit ONNX file for the onnxruntime backend."
+    )
+    onnx_threads: int = Field(
+        default=1, ge=1, le=64, description="ONNX Runtime intra-op threads (onnxruntime backend)."
+    )
+
+    request_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Deadline for one backend call; slower -> 503 (never a hang)."
+    )
+    readiness_timeout_s: float = Field(
+        default=1.0, gt=0, le=30, description="Deadline of the /readyz backend check."
+    )
+    max_body_bytes: int = Field(
+        default=4_000_000, ge=1024, description="Largest accepted request body; larger -> 413 before parsing."
+    )
+    max_batch_cars: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Most cars in one /predict/batch call. Each car is 2 model rows (as raced + clean air): "
+        "keep 2 x this <= the model's max_batch_size.",
+    )
+    default_race_laps: int = Field(
+        default=57,
+        ge=2,
+        le=200,
+        description="Race length used for the default fuel model when a request gives neither `fuel` nor "
+        "`race_laps` (57: a typical Grand Prix).",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the prediction endpoints; unset = no authentication."
+    )
+    log_level: str = Field(default="info", description="Python logging level of the gateway.")
+
+    @field_validator("api_key")
+    @classmethod
+    def _no_empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty STRATEGIST_API_KEY= would otherwise silently mean "every empty token is valid".
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("triton_url")
+    @classmethod
+    def _no_scheme(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError(f"triton_url is a gRPC host:port without a scheme, got {value!r}")
+        return value
+
+    def onnx_file(self) -> Path:
+        """The ONNX the in-process backend runs: `onnx_path`, else the repository's model.onnx."""
+        if self.onnx_path is not None:
+            return self.onnx_path
+        model_dir = self.model_repository / self.model_name
+        if self.model_version:
+            return model_dir / self.model_version / "model.onnx"
+        versions = sorted((int(p.name) for p in model_dir.glob("[0-9]*") if p.name.isdigit()), reverse=True)
+        for version in versions:
+            candidate = model_dir / str(version) / "model.onnx"
+            if candidate.exists():
+                return candidate
+        return model_dir / "1" / "model.onnx"
