@@ -1,0 +1,90 @@
+"""`strategist reproduce`: rebuild VirtualStrategist-Base from a seed and ship it as the packaged asset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from strategist.pipeline.reproduce import ReproducePlan
+
+    d = ReproducePlan()
+    parser = subparsers.add_parser(
+        "reproduce",
+        help="simulate, build datasets, train, evaluate and ship VirtualStrategist-Base",
+        description=(
+            "Simulate pre-training seasons (some circuits held out for testing), build train/val/test "
+            "datasets by race, train, evaluate against the baselines, write the model card and copy the "
+            "checkpoint into strategist/assets/virtual-strategist-base. Rerunning skips finished steps."
+        ),
+    )
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run folder (races, datasets, checkpoint, eval)"
+    )
+    parser.add_argument("--era", default=d.era)
+    parser.add_argument(
+        "--test-circuits", type=int, default=d.n_test_circuits, help="circuits held out for testing"
+    )
+    parser.add_argument("--train-races", type=int, default=d.n_train_races)
+    parser.add_argument("--val-races", type=int, default=d.n_val_races)
+    parser.add_argument("--test-races", type=int, default=d.n_test_races)
+    parser.add_argument("--cars", type=int, default=d.n_cars)
+    parser.add_argument(
+        "--laps", type=int, default=d.n_laps, help="race length (default: each circuit's own)"
+    )
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument(
+        "--train-minutes", type=float, default=d.train_minutes, help="wall-clock cap of training"
+    )
+    parser.add_argument("--gbm-estimators", type=int, default=d.gbm_estimators)
+    parser.add_argument(
+        "--circuits", nargs="+", default=None, help="circuits to draw from (default: the calendar)"
+    )
+    parser.add_argument(
+        "--no-ship",
+        action="store_true",
+        help="do not copy the checkpoint into the package assets / docs images",
+    )
+    parser.add_argument(
+        "--train-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `strategist train`",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
+    from strategist.pipeline.reproduce import ReproducePlan, reproduce
+
+    plan = ReproducePlan(
+        seed=args.seed,
+        era=args.era,
+        n_test_circuits=args.test_circuits,
+        n_train_races=args.train_races,
+        n_val_races=args.val_races,
+        n_test_races=args.test_races,
+        n_cars=args.cars,
+        n_laps=args.laps,
+        epochs=args.epochs,
+        train_minutes=args.train_minutes,
+        gbm_estimators=args.gbm_estimators,
+        circuits=args.circuits,
+        extra_train_args=list(args.train_arg),
+    )
+    summary = reproduce(
+        plan,
+        args.out,
+        ship_to=None if args.no_ship else BASE_CHECKPOINT_DIR,
+        images_to=None if args.no_ship else PROJECT_ROOT / "docs" / "img",
+    )
+    for check in summary["targets"]:
+        verdict = "reached" if check["reached"] else "missed"
+        print(f"{check['target']}: {check['value']:.3f} (goal {check['goal']}) {verdict}")
+    if summary["shipped_to"]:
+        print(f"shipped to {summary['shipped_to']}")
+    return 0

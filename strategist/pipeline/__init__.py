@@ -1,0 +1,1 @@
+"""End-to-end pipelines: reproduce VirtualStrategist-Base from a seed."""

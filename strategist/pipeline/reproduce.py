@@ -1,0 +1,306 @@
+"""Reproduce VirtualStrategist-Base from a seed: simulate -> datasets -> train -> evaluate -> ship.
+
+Layout of the run folder (every step is skipped when its output is already complete, so a run that
+was interrupted picks up where it stopped):
+
+    races/{train,val,test}/<race>/   simulated seasons (test: circuits never seen in training)
+    data/{train,val,test}/           datasets built by race (stats from the training split)
+    checkpoint/                      the trained model + model_card.md
+    eval/                            report.md, results.json, eval_*.png
+    plan.json, timings.json          what was run and how long each step took
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strategist.errors import StrategistError
+from strategist.pipeline.splits import check_disjoint_races, split_circuits
+
+MODEL_NAME = "VirtualStrategist-Base"
+SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", "stats.json", "model_card.md")
+
+
+@dataclass
+class ReproducePlan:
+    """Sizes of one reproduce run. Defaults fit about 30-40 minutes on a 2-core CPU machine."""
+
+    seed: int = 0
+    era: str = "2023"
+    n_test_circuits: int = 3  # circuits held out of pre-training, used only by the test races
+    n_train_races: int = 14  # one season's worth of training races over the training circuits
+    n_val_races: int = 3  # other races on training circuits (held out by race)
+    n_test_races: int = 3  # races on the held-out circuits
+    n_cars: int = 20
+    n_laps: int | None = None  # None: each circuit's own race distance
+    epochs: int = 30
+    train_minutes: float = 20.0  # wall-clock cap of the training step
+    gbm_estimators: int = 300
+    circuits: list[str] | None = None  # None: the simulator's default calendar
+    extra_train_args: list[str] = field(default_factory=list)  # passed through to `strategist train`
+
+    def command(self) -> str:
+        """The shell command that reruns this plan (only non-default sizes are spelled out)."""
+        default = ReproducePlan()
+        parts = ["strategist reproduce", f"--seed {self.seed}"]
+        flags = {
+            "era": "--era",
+            "n_test_circuits": "--test-circuits",
+            "n_train_races": "--train-races",
+            "n_val_races": "--val-races",
+            "n_test_races": "--test-races",
+            "n_cars": "--cars",
+            "n_laps": "--laps",
+            "epochs": "--epochs",
+            "train_minutes": "--train-minutes",
+            "gbm_estimators": "--gbm-estimators",
+        }
+        for name, flag in flags.items():
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                parts.append(f"{flag} {value}")
+        return " ".join(parts)
+
+
+class _Timer:
+    """Wall time per step, appended to timings.json as each step ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.times: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        print(f"[reproduce] {name} ...", flush=True)
+        start = time.time()
+        result = fn(*args, **kwargs)
+        self.times[name] = round(time.time() - start, 1)
+        self.path.write_text(json.dumps(self.times, indent=2))
+        print(f"[reproduce] {name} done in {self.times[name]:.0f} s", flush=True)
+        return result
+
+
+def _done(folder: Path) -> bool:
+    return (folder / ".done").is_file()
+
+
+def _mark_done(folder: Path) -> None:
+    (folder / ".done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def _simulate_split(
+    out: Path, *, seed: int, era: str, n_races: int, circuits: tuple[str, ...], plan: ReproducePlan
+):
+    from strategist.sim import simulate_season
+
+    if _done(out):
+        return sorted(p for p in out.iterdir() if (p / "laps.csv").is_file())
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    races = simulate_season(
+        out,
+        seed=seed,
+        era=era,
+        n_races=n_races,
+        tracks=list(circuits),
+        n_cars=plan.n_cars,
+        n_laps=plan.n_laps,
+    )
+    _mark_done(out)
+    return sorted(Path(r) for r in races)
+
+
+def _build_split(race_dirs: list[Path], out: Path) -> Path:
+    from strategist.data import build_dataset
+
+    if _done(out):
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    build_dataset(race_dirs, out)
+    _mark_done(out)
+    return out
+
+
+def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
+    from strategist.cli import main as cli_main
+
+    if _done(out):
+        return out
+    argv = ["train", "--train", str(train), "--val", str(val), "--out", str(out)]
+    argv += ["--epochs", str(plan.epochs), "--max-minutes", str(plan.train_minutes), *plan.extra_train_args]
+    code = cli_main(argv)
+    if code != 0:
+        raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
+    _mark_done(out)
+    return out
+
+
+def write_model_card(
+    path: Path, *, plan: ReproducePlan, split, sizes: dict, timings: dict, report_md: str, meta: dict
+) -> None:
+    """model_card.md: what the model is, what it was trained and evaluated on, how to rebuild it."""
+    n_params = meta.get("n_parameters")
+    config = json.loads((path.parent / "config.json").read_text())
+    lines = [
+        f"# {MODEL_NAME}",
+        "",
+        "Next-lap pace corridor (P10/P50/P90 of the fuel-corrected lap time, as a delta to lap L), "
+        "probability of a bad next lap (traffic loss > 1.5 s / overtaken) and tire health, from the "
+        "telemetry of the last laps [L, L-1, L-2, L-5, L_base] and the gaps to the cars ahead and behind "
+        "(tensor contract: strategist/contract.py).",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        plan.command() + " --out runs/base",
+        "```",
+        "",
+        "## Model",
+        "",
+        f"- Spatio-Temporal Interaction Transformer, d_model {config.get('d_model')}, {config.get('n_layers')} "
+        f"layers, {config.get('n_heads')} heads, {n_params:,} parameters"
+        if n_params
+        else "- Spatio-Temporal Interaction Transformer",
+        f"- training: {meta.get('extra', {}).get('epochs_run', '?')} epoch(s) run of {plan.epochs} planned, "
+        f"wall-clock cap {plan.train_minutes} min, CPU",
+        "",
+        "## Data (simulated, pre-training)",
+        "",
+        f"- era {plan.era}-like, {plan.n_cars} cars, seed {plan.seed}",
+        f"- training circuits: {', '.join(split.train)}",
+        f"- held-out test circuits (never seen in training): {', '.join(split.test)}",
+        f"- races / samples: train {sizes['train_races']} / {sizes['train_samples']}, "
+        f"val {sizes['val_races']} / {sizes['val_samples']} (training circuits, other races), "
+        f"test {sizes['test_races']} / {sizes['test_samples']}",
+        "",
+        "## Time per step (wall clock, s)",
+        "",
+        "| step | s |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+        "",
+        "## Evaluation on the held-out circuits",
+        "",
+        report_md.split("\n", 1)[1].strip() if report_md.startswith("# ") else report_md,
+        "",
+        "## Limits",
+        "",
+        "- Trained on simulated races only; on real races see docs/evaluation.md (fine-tuning section).",
+        "- The simulator's noise floor bounds what any forecaster can reach on these races.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def ship(checkpoint: Path, dest: Path) -> Path:
+    """Copy the small files of a checkpoint (weights, config, meta, stats, model card) into dest."""
+    missing = [name for name in SHIPPED_FILES if not (checkpoint / name).is_file()]
+    if missing:
+        raise StrategistError(f"{checkpoint}: cannot ship, missing {missing}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in SHIPPED_FILES:
+        shutil.copy2(checkpoint / name, dest / name)
+    return dest
+
+
+def _count_samples(dataset: Path) -> int:
+    return int(json.loads((dataset / "manifest.json").read_text())["n_samples"])
+
+
+def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to: Path | None = None) -> dict:
+    """Run every step of the plan into `out`; returns a summary (paths, sizes, timings, targets)."""
+    from strategist.evaluate.runner import CORRIDOR_PNG, RELIABILITY_PNG, REPORT_FILE, EvalRun, run_evaluation
+    from strategist.evaluate.scoring import check_targets
+    from strategist.sim.tracks import default_calendar
+
+    out.mkdir(parents=True, exist_ok=True)
+    circuits = plan.circuits or default_calendar()
+    split = split_circuits(circuits, plan.n_test_circuits, plan.seed)
+    (out / "plan.json").write_text(
+        json.dumps(
+            {**dataclasses.asdict(plan), "command": plan.command(), "split": dataclasses.asdict(split)},
+            indent=2,
+        )
+    )
+    timer = _Timer(out / "timings.json")
+    print(
+        f"[reproduce] training circuits {list(split.train)}; held-out circuits {list(split.test)}", flush=True
+    )
+
+    # Three different seeds: validation and test races never replay a training race.
+    races = {
+        "train": timer.run(
+            "simulate train", _simulate_split, out / "races" / "train",
+            seed=plan.seed * 1000 + 1, era=plan.era, n_races=plan.n_train_races, circuits=split.train, plan=plan,
+        ),
+        "val": timer.run(
+            "simulate val", _simulate_split, out / "races" / "val",
+            seed=plan.seed * 1000 + 2, era=plan.era, n_races=plan.n_val_races, circuits=split.train, plan=plan,
+        ),
+        "test": timer.run(
+            "simulate test", _simulate_split, out / "races" / "test",
+            seed=plan.seed * 1000 + 3, era=plan.era, n_races=plan.n_test_races, circuits=split.test, plan=plan,
+        ),
+    }  # fmt: skip
+    datasets = {
+        name: timer.run(f"dataset {name}", _build_split, dirs, out / "data" / name)
+        for name, dirs in races.items()
+    }
+    from strategist.evaluate.datasets import races_of, read_dataset_arrays
+
+    race_ids = {name: sorted(races_of(read_dataset_arrays(path))) for name, path in datasets.items()}
+    check_disjoint_races(**race_ids)
+
+    checkpoint = timer.run("train", _train, plan, datasets["train"], datasets["val"], out / "checkpoint")
+    evaluation = timer.run(
+        "evaluate",
+        run_evaluation,
+        EvalRun(
+            checkpoints={MODEL_NAME: checkpoint},
+            data=[datasets["test"]],
+            out=out / "eval",
+            train=datasets["train"],
+            title=f"{MODEL_NAME} on held-out circuits ({', '.join(split.test)})",
+            gbm_estimators=plan.gbm_estimators,
+            seed=plan.seed,
+        ),
+    )
+
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    (checkpoint / "stats.json").write_text(json.dumps(meta.get("stats", {}), indent=2) + "\n")
+    sizes = {f"{name}_races": len(ids) for name, ids in race_ids.items()}
+    sizes |= {f"{name}_samples": _count_samples(path) for name, path in datasets.items()}
+    write_model_card(
+        checkpoint / "model_card.md",
+        plan=plan,
+        split=split,
+        sizes=sizes,
+        timings=timer.times,
+        report_md=(out / "eval" / REPORT_FILE).read_text(),
+        meta=meta,
+    )
+    if ship_to is not None:
+        ship(checkpoint, ship_to)
+    if images_to is not None:
+        images_to.mkdir(parents=True, exist_ok=True)
+        for png in (CORRIDOR_PNG, RELIABILITY_PNG):
+            shutil.copy2(out / "eval" / png, images_to / png.replace("eval_", "eval_base_"))
+    summary = {
+        "checkpoint": str(checkpoint),
+        "shipped_to": None if ship_to is None else str(ship_to),
+        "sizes": sizes,
+        "timings": timer.times,
+        "targets": check_targets(evaluation["results"], MODEL_NAME, "all"),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"[reproduce] finished: {json.dumps(summary['timings'])}", file=sys.stderr, flush=True)
+    return summary
