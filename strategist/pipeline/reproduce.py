@@ -112,8 +112,15 @@ def _simulate_split(
         n_cars=plan.n_cars,
         n_laps=plan.n_laps,
     )
+    # The race id is the folder name: prefix it with the split so that no two splits can share one.
+    renamed = [
+        race
+        if race.name.startswith(f"{out.name}-")
+        else race.rename(race.with_name(f"{out.name}-{race.name}"))
+        for race in map(Path, races)
+    ]
     _mark_done(out)
-    return sorted(Path(r) for r in races)
+    return sorted(renamed)
 
 
 def _build_split(race_dirs: list[Path], out: Path) -> Path:
