@@ -59,17 +59,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    return JSONResponse(
-        {"detail": detail, "request_id": _request_id(request)}, status.HTTP_422_UNPROCESSABLE_CONTENT
-    )
+    return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     field = getattr(exc, "field", None)
     detail = [{"loc": ["body", *([field] if field else [])], "msg": str(exc), "type": "data_error"}]
-    return JSONResponse(
-        {"detail": detail, "request_id": _request_id(request)}, status.HTTP_422_UNPROCESSABLE_CONTENT
-    )
+    return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
 
 
 async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,7 +72,7 @@ class GatewayMiddleware:
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 response = JSONResponse(
                     {"detail": _too_large(int(declared), self.max_body_bytes), "request_id": request_id},
-                    status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    status_code=413,
                 )
                 await response(scope, receive, send_with_id)
                 return
@@ -95,9 +95,7 @@ class GatewayMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     # HTTPException passes through FastAPI's body parsing untouched and becomes a 413.
-                    raise HTTPException(
-                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=_too_large(received, limit)
-                    )
+                    raise HTTPException(413, detail=_too_large(received, limit))
             return message
 
         return receive_limited

@@ -30,7 +30,9 @@ def lap_time_s(race: Race, driver: str, lap: int) -> float:
     hit = rows[rows["LapNumber"] == lap]
     value = float(hit["LapTime"].iloc[0]) if not hit.empty else float("nan")
     if not np.isfinite(value):
-        raise DataError("no lap time recorded for this lap", file=race.source, driver=driver, lap=lap, field="LapTime")
+        raise DataError(
+            "no lap time recorded for this lap", file=race.source, driver=driver, lap=lap, field="LapTime"
+        )
     return value
 
 
