@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +18,12 @@ def is_dataset_dir(path: Path) -> bool:
 
 def read_dataset_arrays(folder: Path) -> dict[str, np.ndarray]:
     """All shards of a dataset folder concatenated along the sample axis (docs/data-format.md)."""
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise DataError(f"not a dataset folder ({MANIFEST} missing)", file=str(folder))
-    manifest = json.loads(manifest_path.read_text())
-    parts: dict[str, list[np.ndarray]] = {}
-    for shard in manifest.get("shards", []):
-        shard_path = folder / shard["file"]
-        if not shard_path.is_file():
-            raise DataError("shard listed in the manifest is missing", file=str(shard_path))
-        with np.load(shard_path, allow_pickle=False) as npz:
-            for name in npz.files:
-                parts.setdefault(name, []).append(npz[name])
-    if not parts:
-        raise DataError("dataset has no samples", file=str(manifest_path))
-    arrays = {name: np.concatenate(chunks) for name, chunks in parts.items()}
-    for required in ("telemetry", "tactical", "pace_ref", "pace_target", "risk", "race", "regime"):
-        if required not in arrays:
-            raise DataError("dataset lacks a required array", file=str(folder), field=required)
+    from strategist.data.dataset import load_dataset
+
+    arrays, _manifest = load_dataset(folder)
+    if len(arrays["pace_ref"]) == 0:
+        raise DataError("dataset has no samples", file=str(folder / MANIFEST))
     return arrays
-
-
-def find_race_dirs(paths: list[Path]) -> list[Path]:
-    """Race folders among `paths`: a path with laps.csv is a race; otherwise its children with laps.csv."""
-    races: list[Path] = []
-    for path in paths:
-        if (path / "laps.csv").is_file():
-            races.append(path)
-        elif path.is_dir():
-            races.extend(sorted(child for child in path.iterdir() if (child / "laps.csv").is_file()))
-    return races
 
 
 def load_eval_data(paths: list[Path], workdir: Path) -> tuple[dict[str, np.ndarray], str]:
@@ -66,18 +41,13 @@ def load_eval_data(paths: list[Path], workdir: Path) -> tuple[dict[str, np.ndarr
     datasets = [p for p in paths if is_dataset_dir(p)]
     if datasets:
         raise DataError("give either one dataset folder or race folders, not a mix", file=str(datasets[0]))
-    races = find_race_dirs(paths)
-    if not races:
-        raise DataError(
-            f"no race folder (with laps.csv) and no dataset (with {MANIFEST}) in {', '.join(map(str, paths))}"
-        )
-    from strategist.data import build_dataset
+    from strategist.data.dataset import build_dataset, expand_race_dirs
 
+    races = expand_race_dirs(paths)  # a race folder, or a folder of race folders
     out = workdir / "eval-dataset"
-    build_dataset(races, out)
-    return read_dataset_arrays(
-        out
-    ), f"{len(races)} race folder(s) built on the fly: {', '.join(r.name for r in races)}"
+    build_dataset(races, out, workers=2)
+    names = ", ".join(r.name for r in races)
+    return read_dataset_arrays(out), f"{len(races)} race folder(s) built on the fly: {names}"
 
 
 def races_of(arrays: Arrays) -> set[str]:

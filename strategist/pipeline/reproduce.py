@@ -5,7 +5,7 @@ was interrupted picks up where it stopped):
 
     races/{train,val,test}/<race>/   simulated seasons (test: circuits never seen in training)
     data/{train,val,test}/           datasets built by race (stats from the training split)
-    checkpoint/                      the trained model + model_card.md
+    train/best/                      the trained model (+ stats.json, model_card.md)
     eval/                            report.md, results.json, eval_*.png
     plan.json, timings.json          what was run and how long each step took
 """
@@ -124,33 +124,66 @@ def _simulate_split(
 
 
 def _build_split(race_dirs: list[Path], out: Path) -> Path:
-    from strategist.data import build_dataset
+    from strategist.data.dataset import build_dataset
 
     if _done(out):
         return out
-    if out.exists():
-        shutil.rmtree(out)
-    build_dataset(race_dirs, out)
+    build_dataset(race_dirs, out, workers=2)  # resumes a partly built dataset
     _mark_done(out)
     return out
 
 
 def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
+    """`strategist train` into out/; returns the best checkpoint folder (out/best)."""
     from strategist.cli import main as cli_main
 
-    if _done(out):
-        return out
-    argv = ["train", "--train", str(train), "--val", str(val), "--out", str(out)]
-    argv += ["--epochs", str(plan.epochs), "--max-minutes", str(plan.train_minutes), *plan.extra_train_args]
-    code = cli_main(argv)
-    if code != 0:
-        raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
-    _mark_done(out)
-    return out
+    if not _done(out):
+        argv = [
+            "train",
+            "--train",
+            str(train),
+            "--val",
+            str(val),
+            "--out",
+            str(out),
+            "--seed",
+            str(plan.seed),
+        ]
+        argv += [
+            "--epochs",
+            str(plan.epochs),
+            "--max-minutes",
+            str(plan.train_minutes),
+            *plan.extra_train_args,
+        ]
+        code = cli_main(argv)
+        if code != 0:
+            raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
+        _mark_done(out)
+    best = out / "best"
+    if not (best / "config.json").is_file():
+        raise StrategistError(f"{out}: training finished without a best checkpoint ({best})")
+    return best
+
+
+def _epochs_run(train_dir: Path) -> int | None:
+    """Number of epoch records in the trainer's metrics.jsonl, if it wrote one."""
+    path = train_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    return sum(1 for line in path.read_text().splitlines() if '"epoch"' in line)
 
 
 def write_model_card(
-    path: Path, *, plan: ReproducePlan, split, sizes: dict, timings: dict, report_md: str, meta: dict
+    path: Path,
+    *,
+    plan: ReproducePlan,
+    split,
+    sizes: dict,
+    timings: dict,
+    report_md: str,
+    meta: dict,
+    epochs_run: int | None,
 ) -> None:
     """model_card.md: what the model is, what it was trained and evaluated on, how to rebuild it."""
     n_params = meta.get("n_parameters")
@@ -175,7 +208,7 @@ def write_model_card(
         f"layers, {config.get('n_heads')} heads, {n_params:,} parameters"
         if n_params
         else "- Spatio-Temporal Interaction Transformer",
-        f"- training: {meta.get('extra', {}).get('epochs_run', '?')} epoch(s) run of {plan.epochs} planned, "
+        f"- training: {epochs_run if epochs_run is not None else '?'} epoch(s) run of {plan.epochs} planned, "
         f"wall-clock cap {plan.train_minutes} min, CPU",
         "",
         "## Data (simulated, pre-training)",
@@ -267,7 +300,7 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
     race_ids = {name: sorted(races_of(read_dataset_arrays(path))) for name, path in datasets.items()}
     check_disjoint_races(**race_ids)
 
-    checkpoint = timer.run("train", _train, plan, datasets["train"], datasets["val"], out / "checkpoint")
+    checkpoint = timer.run("train", _train, plan, datasets["train"], datasets["val"], out / "train")
     evaluation = timer.run(
         "evaluate",
         run_evaluation,
@@ -294,6 +327,7 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
         timings=timer.times,
         report_md=(out / "eval" / REPORT_FILE).read_text(),
         meta=meta,
+        epochs_run=_epochs_run(out / "train"),
     )
     if ship_to is not None:
         ship(checkpoint, ship_to)
