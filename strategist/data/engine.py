@@ -1,0 +1,74 @@
+"""The one path from one car's raw data to model inputs, shared by the gateway and dataset building.
+
+    telemetry, tactical = build_model_inputs(laps, ahead, behind)
+
+`laps` holds the five laps of the stack in LAP_SLOTS order [L, L-1, L-2, L-5, L_base]; each is
+either a RawLap (raw time- or distance-sampled channels, aligned here) or an already aligned
+float32 [N_STEPS, 5] array (the dataset builder aligns each lap once and passes the cached array,
+so both callers share the stacking, checks and tactical encoding below).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from strategist.contract import N_STEPS
+from strategist.data.align import align_lap
+from strategist.data.stack import stack_laps
+from strategist.data.tactical import Neighbour, tactical_tensor
+
+
+@dataclass
+class RawLap:
+    """One lap of raw car data: channel name -> samples, placed by distance_m or time_s."""
+
+    channels: Mapping[str, ArrayLike]
+    distance_m: ArrayLike | None = None
+    time_s: ArrayLike | None = None
+    where: str = ""  # file/driver/lap for error messages
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def align_raw_lap(
+    lap: RawLap,
+    *,
+    n_steps: int = N_STEPS,
+    segment: tuple[float, float] | None = None,
+    counters: Counter[str] | None = None,
+) -> np.ndarray:
+    """align_lap on a RawLap: float32 [n_steps, 5]."""
+    return align_lap(
+        lap.channels,
+        distance_m=lap.distance_m,
+        time_s=lap.time_s,
+        n_steps=n_steps,
+        segment=segment,
+        where=lap.where,
+        counters=counters,
+    )
+
+
+def build_model_inputs(
+    laps: Sequence[RawLap | np.ndarray],
+    ahead: Neighbour | None,
+    behind: Neighbour | None,
+    *,
+    segment: tuple[float, float] | None = None,
+    counters: Counter[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(telemetry float32 [5, N_STEPS, 5], tactical float32 [2, 2]) for one car.
+
+    ahead / behind: (gap s, pace delta s) of the car ahead / behind on track at the end of lap L, or
+    None when there is none. Raises StackSizeError for a stack of the wrong size and DataError for
+    bad laps or neighbours.
+    """
+    aligned = [
+        lap if isinstance(lap, np.ndarray) else align_raw_lap(lap, segment=segment, counters=counters)
+        for lap in laps
+    ]
+    return stack_laps(aligned), tactical_tensor(ahead, behind)
