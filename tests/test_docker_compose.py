@@ -1,0 +1,113 @@
+"""The GPU stack's compose file and gateway image, checked statically (no Docker engine here)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from server.settings import GatewaySettings
+from strategist import contract
+from strategist.paths import PROJECT_ROOT
+
+DOCKER = PROJECT_ROOT / "docker"
+
+
+def resolve(value: str) -> str:
+    """Compose's `${VAR:-default}` interpolation with nothing set in the environment."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m.group(2), value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def test_three_services_in_dependency_order(compose):
+    services = compose["services"]
+    assert set(services) == {"engine-build", "triton", "gateway"}
+    assert services["triton"]["depends_on"] == {
+        "engine-build": {"condition": "service_completed_successfully"}
+    }
+    assert services["gateway"]["depends_on"] == {"triton": {"condition": "service_healthy"}}
+
+
+def test_engine_is_built_with_the_tensorrt_release_of_the_triton_image(compose):
+    services = compose["services"]
+    builder = resolve(services["engine-build"]["image"])
+    server = resolve(services["triton"]["image"])
+    build_match = re.fullmatch(r"nvcr\.io/nvidia/tensorrt:(\d\d\.\d\d)-py3", builder)
+    serve_match = re.fullmatch(r"nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3", server)
+    assert build_match and serve_match, (builder, server)
+    assert build_match.group(1) == serve_match.group(1)
+    # One variable drives both tags, so overriding it cannot split them either.
+    raw = services["engine-build"]["image"].split(":", 1)[1], services["triton"]["image"].split(":", 1)[1]
+    assert raw[0] == raw[1]
+
+
+def test_gpu_is_reserved_for_the_build_and_for_triton(compose):
+    for name in ("engine-build", "triton"):
+        devices = compose["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices), name
+    assert "deploy" not in compose["services"]["gateway"]
+
+
+def test_only_the_gateway_publishes_a_port(compose):
+    services = compose["services"]
+    assert [name for name, s in services.items() if s.get("ports")] == ["gateway"]
+    (port,) = services["gateway"]["ports"]
+    assert resolve(port).endswith(":8080")
+    assert "8001" in [str(p) for p in services["triton"]["expose"]]
+
+
+def test_health_checks_and_shared_memory(compose):
+    services = compose["services"]
+    triton_check = " ".join(services["triton"]["healthcheck"]["test"])
+    assert "/v2/models/virtual_strategist/ready" in triton_check
+    assert "/readyz" in " ".join(services["gateway"]["healthcheck"]["test"])
+    assert services["triton"]["shm_size"] == "1g"
+    command = services["triton"]["command"]
+    assert "--load-model=virtual_strategist" in command and "--model-repository=/models" in command
+
+
+def test_gateway_environment_maps_to_real_settings_and_requires_a_key(compose):
+    environment = compose["services"]["gateway"]["environment"]
+    fields = set(GatewaySettings.model_fields)
+    for key in environment:
+        assert key.startswith("STRATEGIST_") and key.removeprefix("STRATEGIST_").lower() in fields, key
+    assert environment["STRATEGIST_TRITON_URL"] == "triton:8001"
+    assert environment["STRATEGIST_MODEL_NAME"] == "virtual_strategist"
+    assert ":?" in environment["STRATEGIST_API_KEY"]  # compose refuses to start without a key
+
+
+def test_engine_build_script_uses_the_contract_shapes(compose):
+    script = (DOCKER / "build_engine.sh").read_text()
+    volumes = compose["services"]["engine-build"]["volumes"]
+    assert "./build_engine.sh:/opt/strategist/build_engine.sh:ro" in volumes
+    (shape_line,) = [line for line in script.splitlines() if line.startswith("shape()")]
+    for name, dims in contract.INPUT_SHAPES.items():
+        assert f"{name}:${{1}}x{'x'.join(map(str, dims))}" in shape_line
+    assert "--fp16" in script and "max_batch_size" in script
+
+
+def test_gateway_image_is_multi_stage_non_root_and_copies_what_exists():
+    dockerfile = (DOCKER / "Dockerfile.gateway").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\w+))?", dockerfile, flags=re.MULTILINE)
+    assert len(stages) >= 2
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"^EXPOSE 8080$", dockerfile, flags=re.MULTILINE)
+    assert "server.main:create_app" in dockerfile and "--factory" in dockerfile
+    for source in re.findall(r"^COPY\s+(?!--from)(\S+)", dockerfile, flags=re.MULTILINE):
+        assert (PROJECT_ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the project"
+
+
+def test_gateway_requirements_are_project_dependencies():
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    lines = (DOCKER / "gateway-requirements.txt").read_text().splitlines()
+    for line in lines:
+        requirement = line.split("#")[0].strip()
+        if requirement:
+            name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+            assert f'"{name}' in pyproject, f"{name} is not declared in pyproject.toml"
