@@ -97,3 +97,20 @@ def dataset_batch(dataset_dir: Path, n: int, seed: int = 0) -> tuple[np.ndarray,
     telemetry, tactical = np.concatenate(telemetry_parts), np.concatenate(tactical_parts)
     pick = np.random.default_rng(seed).permutation(len(telemetry))[:n]
     return telemetry[pick], tactical[pick]
+
+
+def realistic_stats(n: int = 512, seed: int = 123) -> dict[str, object]:
+    """Normalisation statistics (manifest "stats" layout) of `realistic_batch` samples.
+
+    For models with untrained weights (tests, timing): with the default 0 / 1 buffers, raw RPM of
+    ~12000 would enter the network unscaled, which no trained model ever sees.
+    """
+    telemetry, tactical = realistic_batch(n, seed=seed)
+    return {
+        "telemetry_mean": telemetry.mean(axis=(0, 1, 2)).tolist(),
+        "telemetry_std": telemetry.std(axis=(0, 1, 2)).tolist(),
+        "tactical_mean": tactical.mean(axis=0).tolist(),
+        "tactical_std": tactical.std(axis=0).tolist(),
+        "pace_delta_mean": 0.0,
+        "pace_delta_std": 1.0,  # seconds: lap-to-lap changes are of this order
+    }

@@ -1,0 +1,90 @@
+"""The local Triton launcher: a real tritonserver (from the nvidia-pytriton wheel) serving a tiny CPU
+repository over gRPC, answering like ONNX Runtime, and gone after stop()."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export import triton_config
+from export.onnx_export import ort_session, run_ort
+from export.sample_inputs import realistic_batch, realistic_stats
+from strategist import contract
+
+launcher = pytest.importorskip("server.triton_launcher")
+
+
+@pytest.fixture(scope="module")
+def tiny_cpu_repository(tmp_path_factory) -> Path:
+    import torch
+
+    from export.repository import build_cpu_repository
+    from strategist.model import ModelConfig, build_model
+    from strategist.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        d_model=32, n_layers=1, n_heads=4, d_ff=64, n_fusion_heads=4, head_hidden=16, stem_channels=(8,)
+    )
+    model = build_model(cfg).eval()
+    model.set_stats(realistic_stats(64))
+    checkpoint = save_checkpoint(model, cfg, tmp_path_factory.mktemp("ckpt"), stats=realistic_stats(64))
+    repo = tmp_path_factory.mktemp("repo")
+    build_cpu_repository(checkpoint, repo, settings=triton_config.ServingSettings(max_batch_size=8))
+    return repo
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_find_tritonserver_returns_the_bundled_binary():
+    binary = launcher.find_tritonserver()
+    assert binary.name == "tritonserver" and os.access(binary, os.X_OK)
+
+
+def test_missing_repository_is_a_clear_error(tmp_path):
+    with pytest.raises(launcher.TritonLaunchError, match="does not exist"):
+        launcher.LocalTriton(tmp_path / "nowhere").start(timeout_s=5)
+    with pytest.raises(launcher.TritonLaunchError, match="config.pbtxt not found"):
+        launcher.LocalTriton(tmp_path).start(timeout_s=5)
+
+
+def test_real_triton_serves_the_cpu_model_over_grpc(tiny_cpu_repository):
+    import tritonclient.grpc as grpcclient
+
+    telemetry, tactical = realistic_batch(5, seed=4)
+    expected = run_ort(
+        ort_session(tiny_cpu_repository / triton_config.CPU_MODEL_NAME / "1" / "model.onnx"),
+        telemetry,
+        tactical,
+    )
+    triton = launcher.LocalTriton(tiny_cpu_repository).start(timeout_s=60)
+    pid = triton.pid
+    try:
+        assert triton.is_ready()
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        inputs = [
+            grpcclient.InferInput(contract.INPUT_TELEMETRY, list(telemetry.shape), "FP32"),
+            grpcclient.InferInput(contract.INPUT_TACTICAL, list(tactical.shape), "FP32"),
+        ]
+        inputs[0].set_data_from_numpy(telemetry)
+        inputs[1].set_data_from_numpy(tactical)
+        result = client.infer(triton_config.CPU_MODEL_NAME, inputs)
+        for name, want in zip(
+            (contract.OUTPUT_PACE, contract.OUTPUT_RISK, contract.OUTPUT_TIRE), expected, strict=True
+        ):
+            np.testing.assert_allclose(result.as_numpy(name), want, atol=1e-5)
+        client.close()
+    finally:
+        triton.stop()
+    assert pid is not None and _process_gone(pid)
+    assert not triton.is_running()
+    assert triton.log_path is not None and "successfully loaded" in triton.log_path.read_text()
