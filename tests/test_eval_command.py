@@ -99,3 +99,18 @@ def test_evaluate_names_missing_data(tmp_path, capsys):
     )
     assert code == 1
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_evaluate_a_real_race_folder_built_on_the_fly(tiny_run, real_races_dir, tmp_path):
+    _root, _train, _test, ckpt = tiny_run
+    race = real_races_dir / "01_sakhir"
+    if not race.exists():
+        pytest.skip(f"{race} not found")
+    out = tmp_path / "real"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(race), "--out", str(out)]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["simulated"] is False
+    assert "noise floor" not in payload["results"]  # real races have no simulator noise
+    assert payload["results"]["ckpt"]["pace"]["all"]["n"] > 500
+    assert "## Targets" not in (out / "report.md").read_text()

@@ -120,11 +120,22 @@ def targets_table(results: dict[str, dict], model_name: str) -> str:
     return _table(["target", "goal", "measured", "verdict"], rows)
 
 
-def markdown_report(results: dict[str, dict], *, model_name: str, title: str, context: list[str]) -> str:
-    """The whole report: context lines, then targets, pace (all laps, per regime), risk, tire."""
+def markdown_report(
+    results: dict[str, dict], *, model_name: str, title: str, context: list[str], simulated: bool
+) -> str:
+    """The whole report: context lines, then targets, pace (all laps, per regime), risk, tire.
+
+    The targets are defined on simulated races (they need the noise floor and true tire health), so
+    a report on real races leaves them out and labels tire health as scored against a proxy.
+    """
     parts = [f"# {title}", "", *[f"- {line}" for line in context], ""]
-    if model_name in results:
-        parts += ["## Targets", "", targets_table(results, model_name), ""]
+    if simulated and model_name in results:
+        parts += [
+            "## Targets (simulated races of held-out circuits)",
+            "",
+            targets_table(results, model_name),
+            "",
+        ]
     parts += [
         "## Pace corridor (fuel-corrected next lap, all laps)",
         "",
@@ -141,7 +152,12 @@ def markdown_report(results: dict[str, dict], *, model_name: str, title: str, co
     ]
     tire = tire_table(results)
     if tire.count("\n") > 1:
-        parts += ["## Tire health", "", tire, ""]
+        heading = (
+            "## Tire health"
+            if simulated
+            else "## Tire health against the tyre-life proxy (real races have no truth)"
+        )
+        parts += [heading, "", tire, ""]
     return "\n".join(parts)
 
 

@@ -78,7 +78,10 @@ def run_evaluation(run: EvalRun) -> dict:
 
     model_name = next(iter(run.checkpoints))
     (run.out / REPORT_FILE).write_text(
-        report.markdown_report(results, model_name=model_name, title=run.title, context=context) + "\n"
+        report.markdown_report(
+            results, model_name=model_name, title=run.title, context=context, simulated=floor is not None
+        )
+        + "\n"
     )
     plots.plot_corridor(run.out / CORRIDOR_PNG, data, forecasts, model_name)
     plots.plot_reliability(
@@ -91,6 +94,7 @@ def run_evaluation(run: EvalRun) -> dict:
         "model": model_name,
         "checkpoints": {k: str(v) for k, v in run.checkpoints.items()},
         "train": None if run.train is None else str(run.train),
+        "simulated": floor is not None,
         "seconds": round(time.time() - started, 1),
         "results": results,
     }
