@@ -1,0 +1,141 @@
+"""`strategist serve` on one machine: build what is missing, start local Triton, run the gateway.
+
+repository  <repo>/virtual_strategist_cpu/1/model.onnx from the checkpoint (export code) when
+            missing or older than the checkpoint's weights
+backend     local Triton (nvidia-pytriton's tritonserver, Python backend + ONNX Runtime); when it
+            cannot start and the backend is "auto", the same ONNX in-process (ONNX Runtime),
+            said in the log
+gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from server.settings import GatewaySettings
+from server.triton_launcher import LocalTriton, TritonLaunchError
+from strategist.errors import StrategistError
+
+log = logging.getLogger("server.serve")
+
+CPU_MODEL_NAME = "virtual_strategist_cpu"
+BackendChoice = Literal["auto", "triton", "onnxruntime"]
+
+
+@dataclass
+class ServeOptions:
+    host: str
+    port: int
+    repo: Path
+    checkpoint: Path
+    backend: BackendChoice = "auto"
+    api_key: str | None = None
+    triton_timeout_s: float = 120.0
+    triton_grpc_port: int | None = None
+    example: Path | None = None
+
+
+def onnx_path(repo: Path) -> Path:
+    return repo / CPU_MODEL_NAME / "1" / "model.onnx"
+
+
+def ensure_cpu_repository(repo: Path, checkpoint: Path) -> Path:
+    """The CPU model's ONNX, exported from `checkpoint` first if missing or older than its weights."""
+    onnx = onnx_path(repo)
+    config = repo / CPU_MODEL_NAME / "config.pbtxt"
+    weights = checkpoint / "model.safetensors"
+    stale = onnx.exists() and weights.exists() and weights.stat().st_mtime > onnx.stat().st_mtime
+    if onnx.exists() and config.exists() and not stale:
+        log.info("model repository ready: %s", onnx)
+        return onnx
+    # Imported by name: the export code pulls in torch, which neither the gateway's run time nor its
+    # type check (`mypy server`) should depend on.
+    repository = importlib.import_module("export.repository")
+    why = "older than the checkpoint" if stale else "missing"
+    log.info("CPU model %s: exporting %s into %s", why, checkpoint, repo)
+    built = repository.build_cpu_repository(checkpoint, repo)
+    log.info("exported %s in %.1f s", built.artefact, built.seconds)
+    artefact: Path = built.artefact
+    return artefact
+
+
+def start_backend(options: ServeOptions) -> tuple[GatewaySettings, LocalTriton | None]:
+    """Gateway settings for the chosen backend, and the Triton process when one was started."""
+    common: dict[str, Any] = {"model_name": CPU_MODEL_NAME, "model_repository": options.repo}
+    if options.api_key:
+        common["api_key"] = options.api_key
+    if options.backend != "onnxruntime":
+        triton = LocalTriton(options.repo, (CPU_MODEL_NAME,), grpc_port=options.triton_grpc_port)
+        try:
+            triton.start(timeout_s=options.triton_timeout_s)
+        except TritonLaunchError as exc:
+            triton.stop()
+            if options.backend == "triton":
+                raise
+            log.warning(
+                "Triton could not start (%s); falling back to the in-process ONNX Runtime backend "
+                "(same ONNX: %s)",
+                str(exc).splitlines()[0],
+                onnx_path(options.repo),
+            )
+        else:
+            log.info("local Triton ready: gRPC %s, log %s", triton.grpc_url, triton.log_path)
+            return GatewaySettings(backend="triton", triton_url=triton.grpc_url, **common), triton
+    log.info("backend: ONNX Runtime in-process on %s", onnx_path(options.repo))
+    return GatewaySettings(backend="onnxruntime", **common), None
+
+
+def curl_example(url: str, example: Path | None, api_key: str | None) -> str:
+    parts = ["curl", "-s", f"{url}/predict", "-H", "Content-Type: application/json"]
+    if api_key:
+        parts += ["-H", f"Authorization: Bearer {api_key}"]
+    if example is not None:
+        parts += ["--data", f"@{example}"]
+    return shlex.join(parts)
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the whole local stack in the foreground until Ctrl-C; returns the exit code."""
+    import uvicorn
+
+    from server.main import create_app
+
+    if not (options.checkpoint / "config.json").exists() and not onnx_path(options.repo).exists():
+        raise StrategistError(
+            f"no checkpoint at {options.checkpoint} and no exported model at {onnx_path(options.repo)}: "
+            "train one (`strategist train`) or pass --checkpoint DIR"
+        )
+    ensure_cpu_repository(options.repo, options.checkpoint)
+    settings, triton = start_backend(options)
+    url = f"http://{options.host}:{options.port}"
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                lines = [
+                    f"Virtual Strategist serving on {url} (backend: {settings.backend}; docs: {url}/docs)",
+                    "Try it:",
+                    "  " + curl_example(url, options.example, api_key),
+                    "Ctrl-C stops the gateway and Triton.",
+                ]
+                print("\n".join(lines), file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(
+        create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
+    )
+    server = AnnouncingServer(config)
+    try:
+        server.run()
+    finally:
+        if triton is not None:
+            log.info("stopping Triton")
+            triton.stop()
+    return 0 if server.started else 1

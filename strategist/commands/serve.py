@@ -1,0 +1,62 @@
+"""`strategist serve`: the whole serving stack on one machine (local Triton + FastAPI gateway)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR, PROJECT_ROOT
+
+EXAMPLE_REQUEST = PROJECT_ROOT / "examples" / "predict_request.json"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="build what is missing, start local Triton and the gateway (Ctrl-C stops both)",
+        description="Export the shipped checkpoint to the CPU model repository if needed, start the local "
+        "Triton (falls back to in-process ONNX Runtime when Triton cannot run), then serve the FastAPI "
+        "gateway. Other gateway settings come from STRATEGIST_* environment variables (docs/serving.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    parser.add_argument("--checkpoint", type=Path, default=BASE_CHECKPOINT_DIR, help="checkpoint to serve")
+    parser.add_argument("--repo", type=Path, default=MODEL_REPOSITORY_DIR, help="Triton model repository")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "triton", "onnxruntime"),
+        default="auto",
+        help="auto: local Triton, or in-process ONNX Runtime when Triton cannot start (default)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("STRATEGIST_API_KEY"),
+        help="bearer token clients must send (default $STRATEGIST_API_KEY; none = open)",
+    )
+    parser.add_argument("--triton-timeout", type=float, default=120.0, help="seconds to wait for Triton")
+    parser.add_argument("--triton-grpc-port", type=int, default=None, help="default: a free port")
+    parser.add_argument(
+        "--example", type=Path, default=EXAMPLE_REQUEST, help="payload file shown in the curl example"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from server.local_stack import ServeOptions, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        repo=args.repo.resolve(),
+        checkpoint=args.checkpoint.resolve(),
+        backend=args.backend,
+        api_key=args.api_key,
+        triton_timeout_s=args.triton_timeout,
+        triton_grpc_port=args.triton_grpc_port,
+        example=args.example if args.example.exists() else None,
+    )
+    return serve(options)
