@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from strategist.contract import N_STEPS
+from strategist.contract import LAP_SLOTS, N_LAP_CONTEXT, N_STEPS
 from strategist.data.align import align_lap
 from strategist.data.stack import stack_laps
 from strategist.data.tactical import Neighbour, tactical_tensor
+from strategist.errors import StackSizeError
 
 
 @dataclass
@@ -67,6 +68,10 @@ def build_model_inputs(
     None when there is none. Raises StackSizeError for a stack of the wrong size and DataError for
     bad laps or neighbours.
     """
+    if len(laps) != N_LAP_CONTEXT:  # before aligning anything: a wrong stack size is a caller error
+        raise StackSizeError(
+            f"a lap stack needs exactly {N_LAP_CONTEXT} laps {list(LAP_SLOTS)}, got {len(laps)}"
+        )
     aligned = [
         lap if isinstance(lap, np.ndarray) else align_raw_lap(lap, segment=segment, counters=counters)
         for lap in laps

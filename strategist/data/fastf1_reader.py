@@ -15,7 +15,7 @@ What the reader derives (documented in docs/data-engine.md):
   covers the whole lap.
 - Flags per lap: is_pit_in / is_pit_out (PitInTime / PitOutTime set), is_sc / is_vsc / is_red from
   the lap's TrackStatus digits (4 SC, 6/7 VSC, 5 red) and from any track_status.csv period of that
-  kind overlapping [LapStartTime, Time]; is_neutralised = any of the three.
+  kind overlapping [LapStartTime, Time] by more than 1 s; is_neutralised = any of the three.
 - Gaps: order of crossing the timing line (see strategist.data.tactical): for every lap end the car
   that crossed just before (ahead) and just after (behind), within NO_CAR_GAP_S.
 - Races without telemetry/ (11 of the 17 real 2023 races) still give laps, flags and gaps;
@@ -74,6 +74,7 @@ TRUTH_REQUIRED = (
     "FuelMass",
     "CleanLapTime",
 )
+STATUS_OVERLAP_S = 1.0
 SC_CODES, VSC_CODES, RED_CODES = frozenset("4"), frozenset("67"), frozenset("5")
 _READ_ERRORS = (
     pd.errors.ParserError,
@@ -335,6 +336,7 @@ class Race:
     # --- on-track neighbours ---
     def neighbours(self, driver: str, lap: int) -> tuple[Neighbour | None, Neighbour | None]:
         """(gap s, pace delta s) of the car ahead and behind on track at the end of `lap`."""
+        self.driver_number(driver)  # unknown driver -> DataError naming the race's drivers
         i = self._gap_rows.get((driver, lap))
         if i is None:
             raise DataError("no timing for this lap", file=self.source, driver=driver, lap=lap)
@@ -431,7 +433,9 @@ def normalise_laps(raw: pd.DataFrame, status: pd.DataFrame, *, file: str) -> pd.
 
 
 def _overlaps_status(laps: pd.DataFrame, status: pd.DataFrame, kinds: frozenset[str]) -> np.ndarray:
-    """True where a track-status period of one of `kinds` overlaps [LapStartTime, Time]."""
+    """True where a track-status period of one of `kinds` overlaps [LapStartTime, Time] by more
+    than STATUS_OVERLAP_S (status messages and line crossings are not timed to the same clock
+    tick; a period that starts as the car crosses the line belongs to the next lap)."""
     out = np.zeros(len(laps), dtype=bool)
     if status.empty:
         return out
@@ -439,7 +443,9 @@ def _overlaps_status(laps: pd.DataFrame, status: pd.DataFrame, kinds: frozenset[
     ends = np.append(t[1:], np.inf)
     for start, end, code in zip(t, ends, status["Status"], strict=True):
         if code in kinds:
-            out |= (laps["LapStartTime"].to_numpy() < end) & (laps["Time"].to_numpy() > start)
+            out |= (laps["LapStartTime"].to_numpy() < end - STATUS_OVERLAP_S) & (
+                laps["Time"].to_numpy() > start + STATUS_OVERLAP_S
+            )
     return out
 
 
