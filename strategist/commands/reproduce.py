@@ -19,6 +19,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "checkpoint into strategist/assets/virtual-strategist-base. Rerunning skips finished steps."
         ),
     )
+    parser.add_argument(
+        "--experiment",
+        choices=["base", "real-finetune", "era-transfer"],
+        default="base",
+        help="base: pre-train and ship the base (default); real-finetune / era-transfer: fine-tuning "
+        "experiments on top of --base (fine-tuned vs scratch vs base vs baselines)",
+    )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="base checkpoint for the experiments (default: the shipped one)",
+    )
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument(
         "--out", type=Path, required=True, help="run folder (races, datasets, checkpoint, eval)"
@@ -61,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
     from strategist.pipeline.reproduce import ReproducePlan, reproduce
 
+    if args.experiment != "base":
+        return _run_experiment(args, args.base or BASE_CHECKPOINT_DIR)
+
     plan = ReproducePlan(
         seed=args.seed,
         era=args.era,
@@ -70,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         n_test_races=args.test_races,
         n_cars=args.cars,
         n_laps=args.laps,
-        epochs=args.epochs,
-        train_minutes=args.train_minutes,
+        epochs=args.epochs if args.epochs is not None else ReproducePlan.epochs,
+        train_minutes=args.train_minutes if args.train_minutes is not None else ReproducePlan.train_minutes,
         gbm_estimators=args.gbm_estimators,
         circuits=args.circuits,
         extra_train_args=list(args.train_arg),
@@ -87,4 +103,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"{check['target']}: {check['value']:.3f} (goal {check['goal']}) {verdict}")
     if summary["shipped_to"]:
         print(f"shipped to {summary['shipped_to']}")
+    return 0
+
+
+def _run_experiment(args: argparse.Namespace, base: Path) -> int:
+    from strategist.evaluate.runner import REPORT_FILE
+    from strategist.pipeline.experiments import FinetunePlan, era_transfer, real_finetune
+
+    plan = FinetunePlan(
+        base=base,
+        seed=args.seed,
+        epochs=args.epochs if args.epochs is not None else FinetunePlan.epochs,
+        train_minutes=args.train_minutes if args.train_minutes is not None else FinetunePlan.train_minutes,
+        gbm_estimators=args.gbm_estimators,
+    )
+    if args.experiment == "real-finetune":
+        real_finetune(plan, args.out)
+    else:
+        era_transfer(plan, args.out)
+    print((args.out / "eval" / REPORT_FILE).read_text())
     return 0
