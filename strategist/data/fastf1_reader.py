@@ -603,8 +603,11 @@ def read_race(race_dir: str | Path) -> Race:
     if not paths:
         log.info("%s: no telemetry/ files: laps, flags and gaps only, no telemetry stacks", race_dir)
 
+    wanted = set(TELEMETRY_REQUIRED)
+
     def load(number: str) -> pd.DataFrame:
-        return read_csv_checked(paths[number], TELEMETRY_REQUIRED)
+        # Only the columns the engine uses: parsing Date/Time/Source text would double the cost.
+        return read_csv_checked(paths[number], TELEMETRY_REQUIRED, usecols=lambda c: c in wanted)
 
     return build_race(
         race_dir.name,

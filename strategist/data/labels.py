@@ -1,5 +1,9 @@
 """Training labels per (driver, lap): fuel-corrected pace, bad-lap risk class, tire health, regime.
 
+Fuel-corrected lap time (FcLapTime): LapTime - fuel on board at the lap start x sensitivity. Real
+races use the race's FuelModel (linear burn); simulated races use truth FuelMass, which is exact
+(the simulator burns less fuel under SC/VSC).
+
 Simulated races carry ground truth (truth.csv); real races get labels from documented rules:
 
 Risk of target lap T = L+1 (strategist.contract.RISK_CLASSES), overtaken wins over traffic loss:
@@ -85,9 +89,11 @@ def label_table(race: Race) -> pd.DataFrame:
         laps["Risk"] = np.where(t["TrafficLoss"].isna().to_numpy(), -1, risk)  # -1: no truth row
         laps["TireHealth"] = t["TireHealth"].to_numpy(dtype=float)
         laps["NoiseSigma"] = t["NoiseSigma"].to_numpy(dtype=float)
-        laps["FcCleanLapTime"] = race.fuel_model.correct(
-            t["CleanLapTime"].to_numpy(dtype=float), laps["LapNumber"].to_numpy()
-        )
+        # The simulator knows the fuel on board exactly (it burns less under SC/VSC than the
+        # linear model assumes), so simulated laps are corrected with truth FuelMass.
+        fuel_s = t["FuelMass"].to_numpy(dtype=float) * race.fuel_model.sensitivity_s_per_kg
+        laps["FcLapTime"] = laps["LapTime"].to_numpy() - fuel_s
+        laps["FcCleanLapTime"] = t["CleanLapTime"].to_numpy(dtype=float) - fuel_s
     else:
         laps["Risk"] = _real_risk(laps)
         typical = typical_tire_life(laps)
