@@ -100,6 +100,21 @@ def curl_example(url: str, example: Path | None, api_key: str | None) -> str:
     return shlex.join(parts)
 
 
+def ensure_example(path: Path | None) -> Path | None:
+    """The example payload for the curl line, written from a simulated race when missing."""
+    if path is None or path.exists():
+        return path
+    from server.example_payload import write_example_request
+
+    try:
+        return write_example_request(path)
+    except (StrategistError, ImportError, OSError) as exc:
+        log.warning(
+            "no example payload at %s and none could be made (%s): the curl line has no body", path, exc
+        )
+        return None
+
+
 def serve(options: ServeOptions) -> int:
     """Run the whole local stack in the foreground until Ctrl-C; returns the exit code."""
     import uvicorn
@@ -112,6 +127,7 @@ def serve(options: ServeOptions) -> int:
             "train one (`strategist train`) or pass --checkpoint DIR"
         )
     ensure_cpu_repository(options.repo, options.checkpoint)
+    example = ensure_example(options.example)
     settings, triton = start_backend(options)
     url = f"http://{options.host}:{options.port}"
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -123,7 +139,7 @@ def serve(options: ServeOptions) -> int:
                 lines = [
                     f"Virtual Strategist serving on {url} (backend: {settings.backend}; docs: {url}/docs)",
                     "Try it:",
-                    "  " + curl_example(url, options.example, api_key),
+                    "  " + curl_example(url, example, api_key),
                     "Ctrl-C stops the gateway and Triton.",
                 ]
                 print("\n".join(lines), file=sys.stderr, flush=True)

@@ -25,6 +25,10 @@ def _values(array: Any, decimals: int | None) -> list[float]:
     return [float(v) for v in values]
 
 
+def _round(value: float, decimals: int | None) -> float:
+    return float(value) if decimals is None else round(float(value), decimals)
+
+
 def lap_time_s(race: Race, driver: str, lap: int) -> float:
     rows = race.driver_laps(driver)
     hit = rows[rows["LapNumber"] == lap]
@@ -53,14 +57,19 @@ def request_from_race(race: Race, driver: str, lap: int, *, decimals: int | None
             }
         )
     ahead, behind = race.neighbours(driver, lap)
+    gaps = {
+        name: None
+        if car is None
+        else {"gap_s": _round(car[0], decimals), "pace_delta_s": _round(car[1], decimals)}
+        for name, car in (("ahead", ahead), ("behind", behind))
+    }
     return {
         "car": driver,
         "lap_number": int(lap),
         "lap_time_s": lap_time_s(race, driver, lap),
         "race_laps": int(race.total_laps),
         "fuel": race.fuel_model.to_dict(),
-        "ahead": None if ahead is None else {"gap_s": ahead[0], "pace_delta_s": ahead[1]},
-        "behind": None if behind is None else {"gap_s": behind[0], "pace_delta_s": behind[1]},
+        **gaps,
         "laps": laps,
     }
 

@@ -37,7 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--triton-timeout", type=float, default=120.0, help="seconds to wait for Triton")
     parser.add_argument("--triton-grpc-port", type=int, default=None, help="default: a free port")
     parser.add_argument(
-        "--example", type=Path, default=EXAMPLE_REQUEST, help="payload file shown in the curl example"
+        "--example",
+        type=Path,
+        default=EXAMPLE_REQUEST,
+        help="payload for the curl example (written from a simulated race when missing)",
     )
     parser.set_defaults(func=run)
 
@@ -57,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         triton_timeout_s=args.triton_timeout,
         triton_grpc_port=args.triton_grpc_port,
-        example=args.example if args.example.exists() else None,
+        example=args.example,
     )
     return serve(options)
