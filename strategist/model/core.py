@@ -14,6 +14,7 @@ in how the lap tokens are encoded (`encode_laps`: a stack of LapAttentionBlock, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,6 +90,11 @@ def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tens
             f"batch sizes differ: telemetry {telemetry.shape[0]}, tactical {tactical.shape[0]}",
             field=contract.INPUT_TACTICAL,
         )
+
+
+# Either implementation (VirtualStrategist or VirtualStrategistModel): an nn.Module with the
+# attributes of StrategistForwardMixin. Typed as Any because nn.Module's __getattr__ defeats mypy.
+StrategistModel = Any
 
 
 class StrategistForwardMixin:

@@ -50,6 +50,13 @@ class InputNormalizer(nn.Module):
     Defaults (0 / 1) make an untrained model well defined; set_stats() copies the training data's.
     """
 
+    telemetry_mean: torch.Tensor
+    telemetry_std: torch.Tensor
+    tactical_mean: torch.Tensor
+    tactical_std: torch.Tensor
+    pace_delta_mean: torch.Tensor
+    pace_delta_std: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.register_buffer("telemetry_mean", torch.zeros(cfg.n_channels))

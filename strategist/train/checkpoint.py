@@ -75,7 +75,7 @@ def save_checkpoint(
     model = unwrap(model)
     if cfg.impl == "hf":
         # transformers writes config.json + model.safetensors itself.
-        model.save_pretrained(out, safe_serialization=True)
+        model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
     else:
         from safetensors.torch import save_file
 

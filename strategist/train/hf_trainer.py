@@ -35,7 +35,7 @@ class StrategistTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        core = model.module if hasattr(model, "module") else model  # DataParallel on multi-GPU hosts
+        core: Any = model.module if hasattr(model, "module") else model  # DataParallel on multi-GPU hosts
         out = core.forward_train(inputs["telemetry"], inputs["tactical"])
         terms = joint_loss(out, inputs, core.normalizer, core.model_config.quantiles, self.loss_weights)
         return (terms.total, out.as_tuple()) if return_outputs else terms.total

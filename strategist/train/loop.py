@@ -32,7 +32,7 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model, count_parameters
-from strategist.model.core import StrategistOutput
+from strategist.model.core import StrategistModel, StrategistOutput
 from strategist.train import distributed
 from strategist.train.checkpoint import (
     load_checkpoint,
@@ -78,7 +78,7 @@ class TrainConfig:
 class _TrainForward(nn.Module):
     """Routes DDP's forward to forward_train (DDP must see the call to sync gradients)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: StrategistModel) -> None:
         super().__init__()
         self.model = model
 
@@ -87,7 +87,7 @@ class _TrainForward(nn.Module):
         return tuple(getattr(out, f.name) for f in dataclasses.fields(out))
 
 
-def freeze_stem(model: nn.Module) -> int:
+def freeze_stem(model: StrategistModel) -> int:
     """Stop gradients into the CNN stem; returns the number of frozen parameters."""
     frozen = 0
     for p in model.stem.parameters():
@@ -97,7 +97,8 @@ def freeze_stem(model: nn.Module) -> int:
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -157,7 +158,7 @@ def _add_loss_terms(sums: _Sums, terms: Any, batch_size: int) -> None:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: StrategistModel,
     dataset: StrategistDataset,
     info: distributed.DistInfo,
     tcfg: TrainConfig,
@@ -197,7 +198,7 @@ def evaluate(
 
 def _build(
     model_cfg: ModelConfig, tcfg: TrainConfig, out_dir: Path, train_set: StrategistDataset
-) -> tuple[nn.Module, ModelConfig, dict[str, Any] | None]:
+) -> tuple[StrategistModel, ModelConfig, dict[str, Any] | None]:
     """The model to train and, on --resume, the saved training state."""
     if tcfg.resume:
         last = out_dir / LAST_DIR
@@ -215,12 +216,12 @@ def _build(
             "initialised from %s (architecture and normalisation stats from the checkpoint)", tcfg.init_from
         )
         return model, cfg, None
-    model = build_model(model_cfg)
-    model.set_stats(train_set.stats)
-    return model, model_cfg, None
+    fresh: StrategistModel = build_model(model_cfg)
+    fresh.set_stats(train_set.stats)
+    return fresh, model_cfg, None
 
 
-def _convert_impl(model: nn.Module, cfg: ModelConfig, impl: str) -> tuple[nn.Module, ModelConfig]:
+def _convert_impl(model: StrategistModel, cfg: ModelConfig, impl: str) -> tuple[StrategistModel, ModelConfig]:
     from strategist.model.weight_mapping import hf_to_torch_state_dict, torch_to_hf_state_dict
 
     new_cfg = cfg.replace(impl=impl)
@@ -270,7 +271,7 @@ def _train(
             forward, device_ids=[info.local_rank] if info.device.type == "cuda" else None
         )
 
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[int] = DistributedSampler(
         train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=tcfg.seed
     )
     batches = BatchSampler(sampler, tcfg.batch_size, drop_last=False)
