@@ -60,10 +60,12 @@ def _lap_factor(car: SyntheticCar, lap: int) -> float:
 
 def _drive(car: SyntheticCar, n_laps: int, rng: np.random.Generator) -> tuple[pd.DataFrame, list[float]]:
     """Integrate the car along the track: telemetry frame and the session times of the lap ends."""
-    times, speeds, dists = [], [], []
+    times: list[float] = []
+    speeds: list[float] = []
     t, s = 0.0, 0.0
     while t < GRID_WAIT_S:  # grid standstill
-        times.append(t), speeds.append(0.0), dists.append(0.0)
+        times.append(t)
+        speeds.append(0.0)
         t += 0.25
     lap_ends: list[float] = []
     total = n_laps * LAP_LENGTH_M
@@ -79,7 +81,8 @@ def _drive(car: SyntheticCar, n_laps: int, rng: np.random.Generator) -> tuple[pd
             lap_ends.append(t + (boundary - s) / (s_new - s) * dt_fine)
         s, t = s_new, t + dt_fine
         if t >= next_sample:
-            times.append(t), speeds.append(float(v)), dists.append(s)
+            times.append(t)
+            speeds.append(float(v))
             next_sample = t + 0.24 + rng.uniform(0, 0.03)  # FastF1 car_data: 240-270 ms
     speed = np.asarray(speeds)
     accel = np.gradient(speed)
