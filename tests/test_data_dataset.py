@@ -147,3 +147,42 @@ def test_cli_build_and_info(season, tmp_path, capsys):
     assert "02_sim" in text and "simulated" in text
     assert main(["dataset", "info", str(tmp_path / "nothing")]) == 1
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_bad_lap_is_skipped_counted_and_substituted(season, tmp_path):
+    import pandas as pd
+
+    race_dir = tmp_path / "races" / "r"
+    shutil.copytree(season / "01_real_like", race_dir)
+    f = race_dir / "telemetry" / "1_telemetry.csv.gz"
+    tel = pd.read_csv(f, index_col=0)
+    race = read_race(race_dir)
+    lap3 = race.laps.set_index(["Driver", "LapNumber"]).loc[("AAA", 3)]
+    secs = pd.to_timedelta(tel["SessionTime"]).dt.total_seconds()
+    tel.loc[int(np.argmax(secs.to_numpy() > lap3["LapStartTime"] + 3)), "RPM"] = np.inf
+    tel.to_csv(f)
+    manifest = build_dataset([race_dir], tmp_path / "ds", progress=False)
+    assert manifest["skipped"]["laps_failed_alignment"] == 1
+    assert manifest["skipped"]["samples_lap_L_without_telemetry"] == 1
+    a, _ = load_dataset(tmp_path / "ds")
+    i = int(np.flatnonzero((a["driver"] == "AAA") & (a["lap"] == 5))[0])  # L = 4, L-1 = 3 is bad
+    assert np.isnan(a["fc_laps"][i, 1]) and np.isfinite(a["fc_laps"][i, 2])
+    np.testing.assert_array_equal(a["telemetry"][i, 1], a["telemetry"][i, 0])  # L-1 <- L
+    with pytest.raises(DataError, match="driver AAA, lap 3.*non-finite value inf.*field RPM"):
+        build_dataset([race_dir], tmp_path / "strict", strict=True, progress=False)
+
+
+def test_lap_without_samples(season, tmp_path):
+    import pandas as pd
+
+    race_dir = tmp_path / "r"
+    shutil.copytree(season / "01_real_like", race_dir)
+    f = race_dir / "telemetry" / "3_telemetry.csv.gz"
+    tel = pd.read_csv(f, index_col=0)
+    race = read_race(race_dir)
+    lap = race.laps.set_index(["Driver", "LapNumber"]).loc[("CCC", 4)]
+    secs = pd.to_timedelta(tel["SessionTime"]).dt.total_seconds()
+    tel[(secs < lap["LapStartTime"] - 1) | (secs > lap["Time"] + 1)].to_csv(f)  # a hole over lap 4
+    with pytest.raises(DataError, match="no telemetry samples between") as err:
+        read_race(race_dir).lap_telemetry("CCC", 4)
+    assert err.value.driver == "CCC" and err.value.lap == 4 and err.value.field == "SessionTime"
