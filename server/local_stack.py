@@ -150,6 +150,9 @@ def serve(options: ServeOptions) -> int:
     server = AnnouncingServer(config)
     try:
         server.run()
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; the stop is intended.
+        log.info("Ctrl-C: gateway stopped")
     finally:
         if triton is not None:
             log.info("stopping Triton")

@@ -155,9 +155,9 @@ class FuelParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start_mass_kg: FiniteFloat = Field(gt=0.0, le=150.0)
-    consumption_kg_per_lap: FiniteFloat = Field(gt=0.0, le=5.0)
-    sensitivity_s_per_kg: FiniteFloat = Field(ge=0.0, le=0.1)
+    start_mass_kg: FiniteFloat = Field(gt=0.0, le=200.0)
+    consumption_kg_per_lap: FiniteFloat = Field(gt=0.0, le=20.0)
+    sensitivity_s_per_kg: FiniteFloat = Field(ge=0.0, le=0.2)
 
 
 class PredictRequest(BaseModel):

@@ -1,0 +1,191 @@
+"""`strategist serve` (subprocess: export, local Triton, gateway, Ctrl-C) and `strategist client`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from test_gateway import TINY
+
+from server import local_stack
+from server.local_stack import ServeOptions, curl_example, ensure_cpu_repository, start_backend
+from server.triton_launcher import TritonLaunchError, find_tritonserver
+from strategist.cli import main as cli_main
+from strategist.model import ModelConfig, build_model
+from strategist.paths import PROJECT_ROOT
+from strategist.train.checkpoint import save_checkpoint
+
+EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(2)
+    cfg = ModelConfig(**TINY)
+    return save_checkpoint(build_model(cfg).eval(), cfg, tmp_path_factory.mktemp("ckpt") / "tiny", stats={})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, int(port))) == 0
+
+
+def _read_until(process: subprocess.Popen, pattern: str, timeout_s: float) -> tuple[re.Match, str]:
+    """Read the process's output line by line until `pattern` matches (or fail with what it said)."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match, "".join(seen)
+    raise AssertionError(f"no {pattern!r} within {timeout_s} s; output:\n{''.join(seen)}")
+
+
+def test_serve_builds_starts_answers_and_stops_on_ctrl_c(checkpoint, tmp_path):
+    try:
+        find_tritonserver()
+    except TritonLaunchError as exc:
+        pytest.skip(f"local Triton cannot run here: {exc}")
+    port = _free_port()
+    command = [sys.executable, "-m", "strategist.cli", "serve", "--checkpoint", str(checkpoint),
+               "--repo", str(tmp_path / "repo"), "--port", str(port), "--api-key", "serve-key",
+               "--example", str(EXAMPLE)]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        triton_match, _ = _read_until(process, r"local Triton ready: gRPC (\S+),", 120)
+        _, output = _read_until(process, r"Ctrl-C stops", 60)
+        assert f"Virtual Strategist serving on http://127.0.0.1:{port} (backend: triton" in output
+        assert f"--data @{EXAMPLE}" in output and "Authorization: Bearer serve-key" in output
+        assert (tmp_path / "repo" / "virtual_strategist_cpu" / "1" / "model.onnx").exists()
+
+        url = f"http://127.0.0.1:{port}"
+        payload = json.loads(EXAMPLE.read_text())
+        response = httpx.post(f"{url}/predict", json=payload, headers={"Authorization": "Bearer serve-key"})
+        assert response.status_code == 200, response.text
+        assert response.json()["model"]["backend"] == "triton"
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+    assert code == 0
+    assert not _port_open(triton_match.group(1)), "Triton still listening after Ctrl-C"
+
+
+def test_auto_backend_falls_back_to_onnxruntime_when_triton_cannot_start(monkeypatch, caplog, tmp_path):
+    class BrokenTriton:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def start(self, timeout_s: float) -> None:
+            raise TritonLaunchError(
+                "the bundled tritonserver needs glibc >= 2.35; this system has glibc 2.31"
+            )
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(local_stack, "LocalTriton", BrokenTriton)
+    options = ServeOptions(host="127.0.0.1", port=0, repo=tmp_path, checkpoint=tmp_path, backend="auto")
+    with caplog.at_level(logging.WARNING, logger="server.serve"):
+        settings, triton = start_backend(options)
+    assert triton is None and settings.backend == "onnxruntime"
+    assert settings.onnx_file() == tmp_path / "virtual_strategist_cpu" / "1" / "model.onnx"
+    assert (
+        "falling back to the in-process ONNX Runtime backend" in caplog.text and "glibc 2.31" in caplog.text
+    )
+
+    options.backend = "triton"  # asked for Triton explicitly: no silent fallback
+    with pytest.raises(TritonLaunchError):
+        start_backend(options)
+
+
+def test_repository_is_built_once_and_rebuilt_when_the_checkpoint_is_newer(checkpoint, tmp_path):
+    repo = tmp_path / "repo"
+    onnx = ensure_cpu_repository(repo, checkpoint)
+    first = onnx.stat().st_mtime_ns
+    assert ensure_cpu_repository(repo, checkpoint).stat().st_mtime_ns == first
+    weights = checkpoint / "model.safetensors"
+    later = onnx.stat().st_mtime + 10
+    os.utime(weights, (later, later))
+    assert ensure_cpu_repository(repo, checkpoint).stat().st_mtime_ns != first
+
+
+def test_curl_example_is_ready_to_paste():
+    line = curl_example("http://127.0.0.1:8080", Path("examples/predict_request.json"), "k y")
+    assert line == (
+        "curl -s http://127.0.0.1:8080/predict -H 'Content-Type: application/json' "
+        "-H 'Authorization: Bearer k y' --data @examples/predict_request.json"
+    )
+
+
+def test_client_sends_a_simulated_race_and_prints_the_table(checkpoint, tmp_path, capsys):
+    """The client against a gateway on the in-process backend, on a small simulated race."""
+    import threading
+
+    import uvicorn
+
+    from export.repository import build_cpu_repository
+    from server.main import create_app
+    from server.settings import GatewaySettings
+    from strategist.sim.simulate import simulate_race
+
+    race_dir = simulate_race(tmp_path / "races", seed=5, n_cars=4, n_laps=12)
+    built = build_cpu_repository(checkpoint, tmp_path / "repo")
+    settings = GatewaySettings(backend="onnxruntime", onnx_path=built.artefact, api_key="client-key")
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        assert (
+            cli_main(
+                ["client", "--race", str(race_dir), "--lap", "6", "--url", url, "--api-key", "client-key"]
+            )
+            == 0
+        )
+        field = capsys.readouterr().out
+        assert "lap 6 -> 7" in field and "via onnxruntime" in field
+        assert (
+            cli_main(["client", "--race", str(race_dir), "--lap", "6", "--url", url, "--api-key", "wrong"])
+            == 1
+        )
+        assert "gateway answered 401" in capsys.readouterr().err
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
