@@ -1,0 +1,191 @@
+"""What a benchmark needs running, started by the benchmark and stopped by it.
+
+- a checkpoint: the shipped base model if present, else a freshly initialised default-size model
+  (same architecture and cost, random weights; latency does not depend on the weights);
+- a CPU model repository built from it by the export code (`build_cpu_repository`);
+- a local Triton (server.triton_launcher.LocalTriton) on that repository;
+- the gateway (uvicorn, one worker, in a subprocess) pointed at that Triton, or the in-process
+  PyTorch peer (benchmarks/peer_app.py).
+All servers listen on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.repository import build_cpu_repository
+from export.triton_config import CPU_MODEL_NAME, ServingSettings
+from server.triton_launcher import LocalTriton, free_port
+from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+WORK_DIR = RESULTS_DIR / "tmp"  # git-ignored
+NO_BATCHING_MODEL = f"{CPU_MODEL_NAME}_nobatch"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    description: str
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gib = int(first.split()[1]) / 2**20
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "gpu": "none",
+        "load_avg_at_start": os.getloadavg(),
+    }
+
+
+def checkpoint() -> Checkpoint:
+    """The shipped checkpoint, else a freshly initialised default-size one (written once, reused)."""
+    if (BASE_CHECKPOINT_DIR / "config.json").is_file():
+        return Checkpoint(BASE_CHECKPOINT_DIR, f"shipped checkpoint {BASE_CHECKPOINT_DIR.name}")
+    fresh = WORK_DIR / "fresh-default-checkpoint"
+    if not (fresh / "config.json").is_file():
+        import torch
+
+        from strategist.model import ModelConfig, build_model
+        from strategist.train.checkpoint import save_checkpoint
+
+        torch.manual_seed(0)
+        cfg = ModelConfig()
+        save_checkpoint(build_model(cfg).eval(), cfg, fresh, stats={})
+    return Checkpoint(
+        fresh,
+        "freshly initialised default-size model (no shipped checkpoint at "
+        f"{BASE_CHECKPOINT_DIR.relative_to(PROJECT_ROOT)}); random weights, same architecture and cost",
+    )
+
+
+def build_repository(ckpt: Checkpoint, *, with_unbatched_copy: bool = False) -> Path:
+    """CPU repository from `ckpt`; optionally a second model identical but for `dynamic_batching`.
+
+    The export code's config generator has no switch for the dynamic batcher, so the unbatched twin
+    is the generated config with its `dynamic_batching { ... }` block removed and its name changed:
+    nothing else differs (same ONNX, same Python model, same max_batch_size, instances, warmup).
+    """
+    repo = WORK_DIR / ("repo-batching-on-off" if with_unbatched_copy else "repo")
+    stamp = repo / "built-from.json"
+    weights = sorted(ckpt.path.glob("*.safetensors"))
+    source = json.dumps({"checkpoint": str(ckpt.path), "weights_mtime": [w.stat().st_mtime for w in weights]})
+    if stamp.is_file() and stamp.read_text() == source:
+        return repo  # same checkpoint, same weights: the export would write the same files again
+    shutil.rmtree(repo, ignore_errors=True)
+    build_cpu_repository(ckpt.path, repo, settings=ServingSettings())
+    shutil.rmtree(repo / "virtual_strategist", ignore_errors=True)  # GPU model: not servable here
+    if with_unbatched_copy:
+        twin = repo / NO_BATCHING_MODEL
+        shutil.copytree(repo / CPU_MODEL_NAME, twin)
+        config = (twin / "config.pbtxt").read_text()
+        start = config.index("dynamic_batching {")
+        end = config.index("}", start) + 1
+        config = config[:start] + config[end:]
+        config = config.replace(f'name: "{CPU_MODEL_NAME}"', f'name: "{NO_BATCHING_MODEL}"')
+        (twin / "config.pbtxt").write_text(config)
+    stamp.write_text(source)
+    return repo
+
+
+@contextlib.contextmanager
+def local_triton(repo: Path, models: tuple[str, ...] = (CPU_MODEL_NAME,)) -> Iterator[LocalTriton]:
+    triton = LocalTriton(repo, model_names=models, log_path=WORK_DIR / "tritonserver.log")
+    triton.start(timeout_s=120)
+    try:
+        yield triton
+    finally:
+        triton.stop()
+
+
+def _wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout_s: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; log {log_path}")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s; log {log_path}")
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) -> Iterator[str]:
+    """`uvicorn --factory <app>` in a subprocess on a free loopback port; yields its base URL.
+
+    One worker, uvloop + httptools: the setup the serving notes recommend for a 2-core box shared
+    with Triton and the load generator.
+    """
+    port = free_port()
+    log_path = WORK_DIR / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", app,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_http_ok(url + ready_path, process, 120, log_path)
+            yield url
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+
+
+def gateway(triton: LocalTriton) -> contextlib.AbstractContextManager[str]:
+    env = {
+        "STRATEGIST_BACKEND": "triton",
+        "STRATEGIST_TRITON_URL": triton.grpc_url,
+        "STRATEGIST_MODEL_NAME": CPU_MODEL_NAME,
+        "STRATEGIST_LOG_LEVEL": "warning",
+    }
+    return uvicorn_server("server.main:create_app", env, "/readyz", "gateway")
+
+
+def peer(ckpt: Checkpoint) -> contextlib.AbstractContextManager[str]:
+    env = {"PEER_CHECKPOINT": str(ckpt.path)}
+    return uvicorn_server("benchmarks.peer_app:create_app", env, "/healthz", "peer")
