@@ -10,7 +10,7 @@ from strategist.model import ModelConfig, build_model
 from strategist.model.hf_model import VirtualStrategistConfig, VirtualStrategistModel
 from strategist.model.weight_mapping import hf_to_torch_state_dict, torch_to_hf_state_dict
 from strategist.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.test_model import TINY, example_stats, random_inputs
+from tests.test_model import TINY, example_stats, one_thread, random_inputs  # noqa: F401 (autouse fixture)
 
 
 def test_config_round_trips_model_config():

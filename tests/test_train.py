@@ -18,7 +18,7 @@ from strategist.train.distributed import DistInfo
 from strategist.train.loop import TrainConfig, evaluate, freeze_stem, train
 from strategist.train.loss import joint_loss, pinball_loss
 from strategist.train.synthetic import write_synthetic_dataset
-from tests.test_model import TINY
+from tests.test_model import TINY, one_thread  # noqa: F401 (autouse fixture)
 
 FAST = dict(batch_size=64, progress=False, seed=0, warmup_frac=0.0)
 
@@ -182,3 +182,95 @@ def test_max_minutes_stops_and_checkpoints(datasets, tmp_path):
     )
     assert summary["stopped_early"] and summary["epochs_completed"] == 1 and summary["steps"] == 1
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_new_run_refuses_a_used_run_folder(datasets, tmp_path):
+    train(
+        *datasets, tmp_path / "run", ModelConfig(**TINY), TrainConfig(epochs=1, max_steps_per_epoch=1, **FAST)
+    )
+    with pytest.raises(StrategistError, match="already holds a run"):
+        train(*datasets, tmp_path / "run", ModelConfig(**TINY), TrainConfig(epochs=1, **FAST))
+
+
+def test_fine_tune_can_switch_implementation(datasets, tmp_path):
+    """A torch checkpoint fine-tuned as the HF implementation (weights converted by the mapping)."""
+    base_run = tmp_path / "base"
+    train(*datasets, base_run, ModelConfig(**TINY), TrainConfig(epochs=1, max_steps_per_epoch=1, **FAST))
+    ft_run = tmp_path / "ft"
+    train(
+        *datasets,
+        ft_run,
+        ModelConfig(impl="hf", **TINY),
+        TrainConfig(
+            epochs=1, max_steps_per_epoch=1, init_from=str(base_run / "last"), freeze_stem=True, **FAST
+        ),
+    )
+    base, _, _ = load_checkpoint(base_run / "last")
+    tuned, cfg, _ = load_checkpoint(ft_run / "last")
+    assert cfg.impl == "hf"
+    torch.testing.assert_close(tuned.stem.proj.weight, base.stem.proj.weight, rtol=0, atol=0)
+
+
+def test_cli_refuses_architecture_options_with_init_from(datasets, tmp_path, capsys):
+    from strategist.cli import main
+
+    train_dir, val_dir = datasets
+    argv = [
+        "train",
+        "--train",
+        str(train_dir),
+        "--val",
+        str(val_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--init-from",
+        str(tmp_path),
+        "--d-model",
+        "64",
+    ]
+    assert main(argv) == 1
+    assert (
+        "architecture options ['d_model'] cannot change a model loaded with --init-from"
+        in capsys.readouterr().err
+    )
+
+
+def test_cli_trains_tiny_model(datasets, tmp_path, capsys):
+    from strategist.cli import main
+
+    train_dir, val_dir = datasets
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--train",
+        str(train_dir),
+        "--val",
+        str(val_dir),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "2",
+        "--no-progress",
+        "--d-model",
+        "16",
+        "--n-layers",
+        "1",
+        "--n-heads",
+        "2",
+        "--n-fusion-heads",
+        "2",
+        "--d-ff",
+        "32",
+        "--head-hidden",
+        "8",
+        "--stem-channels",
+        "4",
+        "4",
+        "4",
+    ]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    _, cfg, _ = load_checkpoint(run / "last")
+    assert (cfg.d_model, cfg.n_layers, cfg.stem_channels) == (16, 1, (4, 4, 4))

@@ -9,7 +9,7 @@ from strategist.model import ModelConfig, build_model
 from strategist.train.data import load_dataset
 from strategist.train.hf_trainer import StrategistTrainer
 from strategist.train.synthetic import write_synthetic_dataset
-from tests.test_model import TINY
+from tests.test_model import TINY, one_thread  # noqa: F401 (autouse fixture)
 
 
 def test_hf_trainer_runs_steps_with_joint_loss(tmp_path):

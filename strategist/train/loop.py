@@ -255,6 +255,11 @@ def _train(
     tcfg: TrainConfig,
     info: distributed.DistInfo,
 ) -> dict[str, Any]:
+    if not tcfg.resume and ((out / LAST_DIR).exists() or (out / METRICS_FILE).exists()):
+        # Never mix two runs' checkpoints and metrics in one folder.
+        raise StrategistError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
     torch.manual_seed(tcfg.seed)
     train_set = load_dataset(train_dir)
     val_set = load_dataset(val_dir)
