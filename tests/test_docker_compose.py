@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -88,7 +90,7 @@ def test_engine_build_script_uses_the_contract_shapes(compose):
     (shape_line,) = [line for line in script.splitlines() if line.startswith("shape()")]
     for name, dims in contract.INPUT_SHAPES.items():
         assert f"{name}:${{1}}x{'x'.join(map(str, dims))}" in shape_line
-    assert "--fp16" in script and "max_batch_size" in script
+    assert "--stronglyTyped" in script and "max_batch_size" in script
 
 
 def test_gateway_image_is_multi_stage_non_root_and_copies_what_exists():
@@ -111,3 +113,44 @@ def test_gateway_requirements_are_project_dependencies():
         if requirement:
             name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
             assert f'"{name}' in pyproject, f"{name} is not declared in pyproject.toml"
+
+
+def _run_build_script(repo: Path, bin_dir: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "MODEL_REPOSITORY": str(repo)}
+    return subprocess.run(
+        ["bash", str(DOCKER / "build_engine.sh")], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_engine_build_script_runs_trtexec_with_the_config_batch_and_keeps_a_fresh_plan(tmp_path):
+    """The script's own logic, with a stand-in trtexec that records its arguments (no TensorRT here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "trtexec_calls.txt"
+    fake = bin_dir / "trtexec"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$@" >> {calls}\n'
+        'for arg in "$@"; do case "$arg" in --saveEngine=*) echo plan > "${arg#--saveEngine=}";; esac; done\n'
+    )
+    fake.chmod(0o755)
+    repo = tmp_path / "models"
+    model_dir = repo / "virtual_strategist"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text('name: "virtual_strategist"\nmax_batch_size: 48\n')
+
+    missing = _run_build_script(repo, bin_dir)
+    assert missing.returncode == 1 and "prepare_engine_onnx.py" in missing.stderr
+
+    (model_dir / "1" / "model.onnx").write_bytes(b"onnx")
+    built = _run_build_script(repo, bin_dir)
+    assert built.returncode == 0, built.stderr
+    (args,) = calls.read_text().splitlines()
+    assert "--stronglyTyped" in args
+    assert "--maxShapes=telemetry:48x5x100x5,tactical:48x2x2" in args
+    assert "--optShapes=telemetry:32x5x100x5,tactical:32x2x2" in args
+    assert (model_dir / "1" / "model.plan").read_text() == "plan\n"
+
+    kept = _run_build_script(repo, bin_dir)  # plan newer than the ONNX: no second build
+    assert kept.returncode == 0 and "keeping it" in kept.stdout
+    assert len(calls.read_text().splitlines()) == 1
