@@ -322,10 +322,7 @@ def build_dataset(
             bar.update()
     bar.close()
 
-    manifest = _write_manifest(
-        out, [records[i] for i in range(len(dirs))], config, time.perf_counter() - started, len(todo)
-    )
-    return manifest
+    return _write_manifest(out, [records[i] for i in range(len(dirs))], config, started, len(todo))
 
 
 def _record_path(out: Path, i: int) -> Path:
@@ -353,7 +350,7 @@ def _save_record(out: Path, i: int, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_manifest(
-    out: Path, records: list[dict[str, Any]], config: BuildConfig, seconds: float, built: int
+    out: Path, records: list[dict[str, Any]], config: BuildConfig, started: float, built: int
 ) -> dict[str, Any]:
     shards = [{"file": r["file"], "n": r["n"], "race": r["race"]} for r in records if r["n"]]
     skipped: Counter[str] = Counter()
@@ -383,9 +380,10 @@ def _write_manifest(
             "segment": list(config.segment) if config.segment else None,
             "config_key": config.key(),
             "races_built_this_run": built,
-            "seconds_this_run": round(seconds, 2),
+            "seconds_this_run": None,  # set below, once the statistics are done
         },
     }
+    manifest["build"]["seconds_this_run"] = round(time.perf_counter() - started, 2)
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / "manifest.json")
