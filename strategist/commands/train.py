@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)"
     )
     run_group.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run_group.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per process (shared CPU: 1 is steadiest)"
+    )
     run_group.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
     run_group.add_argument("--tensorboard", action="store_true", help="also log to <out>/tensorboard")
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         resume=args.resume,
         device=args.device,
+        threads=args.threads,
         amp=not args.no_amp,
         progress=not args.no_progress,
         tensorboard=args.tensorboard,

@@ -69,6 +69,9 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint folder whose weights (and architecture) start the run
     resume: bool = False  # continue <out>/last
     device: str = "auto"  # auto | cpu | cuda
+    # CPU threads per process (None: torch's default). On a shared CPU, 1 thread per process is
+    # steadier and often faster than 2: OpenMP threads that wait for a busy core stall every op.
+    threads: int | None = None
     amp: bool = True  # bf16 autocast where the device supports it (CUDA with bf16); off on CPU
     val_batch_size: int = 512
     progress: bool = True  # tqdm bars (main process only)
@@ -260,6 +263,8 @@ def _train(
         raise StrategistError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
+    if tcfg.threads is not None:
+        torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
     train_set = load_dataset(train_dir)
     val_set = load_dataset(val_dir)
