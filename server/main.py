@@ -88,6 +88,7 @@ async def _backend_failed(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: GatewaySettings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
     """The gateway app. `backend` overrides the one the settings describe (used by `strategist serve`)."""
     settings = settings or GatewaySettings()
+    log.setLevel(settings.log_level.upper())
     metrics = GatewayMetrics()
 
     @asynccontextmanager

@@ -66,7 +66,9 @@ class GatewaySettings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="Bearer token for the prediction endpoints; unset = no authentication."
     )
-    log_level: str = Field(default="info", description="Python logging level of the gateway.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Logging level of the gateway's own loggers (server.*)."
+    )
 
     @field_validator("api_key")
     @classmethod
@@ -75,6 +77,11 @@ class GatewaySettings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("triton_url")
     @classmethod

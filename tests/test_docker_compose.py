@@ -154,3 +154,12 @@ def test_engine_build_script_runs_trtexec_with_the_config_batch_and_keeps_a_fres
     kept = _run_build_script(repo, bin_dir)  # plan newer than the ONNX: no second build
     assert kept.returncode == 0 and "keeping it" in kept.stdout
     assert len(calls.read_text().splitlines()) == 1
+
+
+def test_gateway_build_context_leaves_out_environments_and_weights():
+    ignored = (DOCKER / "Dockerfile.gateway.dockerignore").read_text().split()
+    for path in (".git", ".venv", "model_repository", "strategist/assets"):
+        assert path in ignored
+    dockerfile = (DOCKER / "Dockerfile.gateway").read_text()
+    for source in re.findall(r"^COPY\s+(?!--from)(\S+)", dockerfile, flags=re.MULTILINE):
+        assert source not in ignored, f"{source} is copied but excluded from the build context"

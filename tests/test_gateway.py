@@ -291,6 +291,20 @@ def test_too_short_raw_lap_is_named_by_the_data_engine(client):
     assert "distance_m spans 270 m" in response.text
 
 
+def test_lap_the_data_engine_rejects_is_422_naming_the_lap(client):
+    request = simulated_request(15)
+    lap = request["laps"][3]  # slot L-5
+    n = len(lap["channels"]["Speed"])
+    lap.pop("aligned")
+    lap["time_s"] = [0.25 * i for i in range(n)]  # 25 s of samples...
+    lap["channels"]["Speed"] = [0.0] * n  # ...standing still: the integrated lap has no length
+    response = client.post("/predict", json=request, headers=AUTH)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["type"] == "data_error"
+    assert "laps[3] (lap L-5)" in error["msg"] and "lap covers 0.0 m" in error["msg"]
+
+
 def test_body_over_the_limit_is_413(tiny_model):
     with TestClient(create_app(settings_for(tiny_model[1], max_body_bytes=20_000))) as c:
         big = json.dumps(simulated_request(10)).encode()
@@ -366,7 +380,9 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("STRATEGIST_API_KEY", "from-env")
     monkeypatch.setenv("STRATEGIST_TRITON_URL", "triton:8001")
     monkeypatch.setenv("STRATEGIST_REQUEST_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("STRATEGIST_LOG_LEVEL", "WARNING")
     settings = GatewaySettings()
+    assert settings.log_level == "warning"
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "from-env"
     assert (settings.triton_url, settings.request_timeout_s) == ("triton:8001", 0.5)
     monkeypatch.setenv("STRATEGIST_TRITON_URL", "http://triton:8001")
