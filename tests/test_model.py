@@ -10,45 +10,18 @@ import torch
 from strategist import contract
 from strategist.errors import DataError, StackSizeError, StrategistError
 from strategist.model import ModelConfig, build_model
+from strategist.model.tiny import example_inputs as random_inputs
+from strategist.model.tiny import example_stats, tiny_config
 from strategist.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine.
-    Other test modules import this fixture to apply it too."""
+    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-TINY = dict(
-    d_model=32, n_layers=2, n_heads=4, n_fusion_heads=2, d_ff=64, head_hidden=16, stem_channels=(4, 8, 8)
-)
-
-
-def tiny_config(**changes) -> ModelConfig:
-    return ModelConfig(**{**TINY, **changes})
-
-
-def random_inputs(batch: int = 6, n_laps: int = contract.N_LAP_CONTEXT) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    telemetry = torch.rand(batch, n_laps, contract.N_STEPS, len(contract.CHANNELS), generator=g)
-    telemetry = telemetry * torch.tensor([330.0, 100.0, 1.0, 12000.0, 8.0])  # physical ranges
-    tactical = torch.rand(batch, 2, 2, generator=g) * torch.tensor([30.0, 4.0]) - torch.tensor([0.0, 2.0])
-    return telemetry, tactical
-
-
-def example_stats() -> dict:
-    return {
-        "telemetry_mean": [200.0, 60.0, 0.2, 10000.0, 5.0],
-        "telemetry_std": [70.0, 40.0, 0.4, 1500.0, 2.0],
-        "tactical_mean": [[8.0, 0.1], [8.0, -0.1]],
-        "tactical_std": [[9.0, 0.8], [9.0, 0.8]],
-        "pace_delta_mean": 0.05,
-        "pace_delta_std": 0.6,
-    }
 
 
 @pytest.mark.parametrize("impl", ["torch", "hf"])

@@ -8,9 +8,20 @@ import torch
 from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.hf_model import VirtualStrategistConfig, VirtualStrategistModel
+from strategist.model.tiny import TINY_OVERRIDES as TINY
+from strategist.model.tiny import example_inputs as random_inputs
+from strategist.model.tiny import example_stats
 from strategist.model.weight_mapping import hf_to_torch_state_dict, torch_to_hf_state_dict
 from strategist.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.test_model import TINY, example_stats, one_thread, random_inputs  # noqa: F401 (autouse fixture)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_config_round_trips_model_config():

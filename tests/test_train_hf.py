@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import TrainingArguments
 
 from strategist.model import ModelConfig, build_model
+from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.train.data import load_dataset
 from strategist.train.hf_trainer import StrategistTrainer
 from strategist.train.synthetic import write_synthetic_dataset
-from tests.test_model import TINY, one_thread  # noqa: F401 (autouse fixture)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_hf_trainer_runs_steps_with_joint_loss(tmp_path):

@@ -1,0 +1,51 @@
+"""Tiny configurations and example inputs for tests and smoke runs (seconds on a CPU).
+
+from strategist.model.tiny import tiny_config, example_inputs, example_stats
+model = build_model(tiny_config()); model.set_stats(example_stats())
+outputs = model(*example_inputs(batch=4))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from strategist import contract
+from strategist.model.config import ModelConfig
+
+# ~33 k parameters; every structural feature of the full model (stem depth, lap slots, fusion, heads).
+TINY_OVERRIDES: dict[str, Any] = dict(
+    d_model=32, n_layers=2, n_heads=4, n_fusion_heads=2, d_ff=64, head_hidden=16, stem_channels=(4, 8, 8)
+)
+
+
+def tiny_config(**changes: Any) -> ModelConfig:
+    """ModelConfig with TINY_OVERRIDES, then `changes` (e.g. impl="hf", n_lap_context=3)."""
+    return ModelConfig(**{**TINY_OVERRIDES, **changes})
+
+
+def example_inputs(
+    batch: int = 6, n_laps: int = contract.N_LAP_CONTEXT, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (telemetry [B, n_laps, 100, 5], tactical [B, 2, 2]) in physical ranges."""
+    g = torch.Generator().manual_seed(seed)
+    telemetry = torch.rand(batch, n_laps, contract.N_STEPS, len(contract.CHANNELS), generator=g)
+    telemetry = telemetry * torch.tensor(
+        [330.0, 100.0, 1.0, 12000.0, 8.0]
+    )  # Speed, Throttle, Brake, RPM, nGear
+    tactical = torch.rand(batch, 2, 2, generator=g) * torch.tensor([contract.NO_CAR_GAP_S, 4.0])
+    tactical = tactical - torch.tensor([0.0, 2.0])  # pace deltas in -2..2 s
+    return telemetry, tactical
+
+
+def example_stats() -> dict[str, Any]:
+    """Plausible dataset statistics in the manifest "stats" layout."""
+    return {
+        "telemetry_mean": [200.0, 60.0, 0.2, 10000.0, 5.0],
+        "telemetry_std": [70.0, 40.0, 0.4, 1500.0, 2.0],
+        "tactical_mean": [[8.0, 0.1], [8.0, -0.1]],
+        "tactical_std": [[9.0, 0.8], [9.0, 0.8]],
+        "pace_delta_mean": 0.05,
+        "pace_delta_std": 0.6,
+    }
