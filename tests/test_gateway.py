@@ -388,3 +388,14 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("STRATEGIST_TRITON_URL", "http://triton:8001")
     with pytest.raises(ValueError, match="without a scheme"):
         GatewaySettings()
+
+
+def test_openapi_shows_the_committed_example_and_it_is_accepted(client):
+    example_file = Path(__file__).resolve().parent.parent / "examples" / "predict_request.json"
+    example = json.loads(example_file.read_text())
+    spec = client.get("/openapi.json").json()
+    shown = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert shown["simulated_race"]["value"] == example
+    response = client.post("/predict", json=example, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["fuel_model_source"] == "request"

@@ -26,6 +26,7 @@ from server.triton_launcher import LocalTriton, TritonLaunchError, find_tritonse
 from strategist import contract
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import read_race
+from strategist.data.labels import label_table
 from strategist.data.stack import choose_stack_laps
 from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
@@ -132,6 +133,7 @@ def test_gateway_stack_equals_the_dataset_builders(real_races_dir):
     if not (race_dir / "telemetry").is_dir():
         pytest.skip(f"{race_dir} has no telemetry/")
     race = read_race(race_dir)
+    labels = label_table(race)
     for driver, lap in (("VER", 20), ("HAM", 36), ("SAR", 3)):
         request = PredictRequest.model_validate(request_from_race(race, driver, lap, decimals=None))
         batch = preprocess([request], default_race_laps=57)
@@ -142,6 +144,9 @@ def test_gateway_stack_equals_the_dataset_builders(real_races_dir):
         np.testing.assert_array_equal(batch.telemetry[0], telemetry)
         np.testing.assert_array_equal(batch.tactical[0], tactical)
         np.testing.assert_array_equal(batch.tactical[1], tactical_tensor(None, None))
+        # The pace reference is the training label's fuel-corrected lap time (dataset `pace_ref`).
+        row = labels[(labels["Driver"] == driver) & (labels["LapNumber"] == lap)]
+        assert batch.reference_fc_s[0] == pytest.approx(float(row["FcLapTime"].iloc[0]), abs=1e-9)
 
 
 def test_triton_down_is_a_quick_503_and_the_gateway_recovers(client, triton, repository):
