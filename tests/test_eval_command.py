@@ -59,7 +59,15 @@ def test_evaluate_command_writes_report_json_and_plots(tiny_run, capsys):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     payload = json.loads((out / "results.json").read_text())
     results = payload["results"]
-    assert set(results) == {"tiny", "persistence", "stint trend", "climatology", "gbm", "noise floor"}
+    assert set(results) == {
+        "tiny",
+        "persistence",
+        "stint trend",
+        "climatology",
+        "gbm",
+        "noise floor",
+        "simulator oracle",
+    }
     n = results["tiny"]["pace"]["all"]["n"]
     assert n == results["persistence"]["pace"]["all"]["n"] > 0
     assert 0.0 <= results["tiny"]["risk"]["roc_auc"] <= 1.0

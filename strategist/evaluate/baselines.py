@@ -2,7 +2,7 @@
 
 - persistence: next fuel-corrected lap = lap L; band from the empirical residual quantiles.
 - stint trend: OLS line through the stint's fuel-corrected laps, extrapolated one lap; band from the
-  residual s.d. (normal quantiles); tire health as a straight line in tire age.
+  robust residual s.d. (normal quantiles); tire health as a straight line in tire age.
 - climatology: the training set's class frequencies as the bad-lap probabilities.
 - gbm: LightGBM on hand-made features (quantile objective per tau for pace, multiclass for risk,
   L2 regression for tire health).
@@ -92,7 +92,9 @@ class StintTrend:
         residual = residual[np.isfinite(residual)]
         if len(residual) < 2:
             raise ValueError("stint trend baseline: fewer than 2 finite residuals in the training data")
-        self.sigma = float(np.std(residual, ddof=1))
+        # Robust s.d. (1.4826 x median absolute deviation): pit and safety-car laps are residuals of
+        # 20-50 s that would otherwise blow the band up to tens of seconds on every lap.
+        self.sigma = float(1.4826 * np.median(np.abs(residual - np.median(residual))))
         age = np.asarray(train["tyre_life"], np.float64)
         health = np.asarray(train["tire_health"], np.float64)
         known = np.isfinite(age) & np.isfinite(health)

@@ -17,7 +17,13 @@ from strategist.evaluate.baselines import fit_baselines
 from strategist.evaluate.datasets import check_no_race_leak, load_eval_data, races_of, read_dataset_arrays
 from strategist.evaluate.model_forecast import model_predictions
 from strategist.evaluate.predictions import Predictions
-from strategist.evaluate.scoring import NOISE_FLOOR, score_forecaster, score_noise_floor
+from strategist.evaluate.scoring import (
+    NOISE_FLOOR,
+    ORACLE,
+    oracle_predictions,
+    score_forecaster,
+    score_noise_floor,
+)
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -69,6 +75,9 @@ def run_evaluation(run: EvalRun) -> dict:
     else:
         context.append("no training dataset given: fitted baselines (persistence, stint trend, gbm) left out")
 
+    oracle = oracle_predictions(data)
+    if oracle is not None:
+        forecasts[ORACLE] = oracle
     results = {name: score_forecaster(pred, data) for name, pred in forecasts.items()}
     floor = score_noise_floor(data)
     if floor is not None:

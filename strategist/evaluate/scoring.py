@@ -9,6 +9,8 @@ from strategist.evaluate.predictions import Arrays, Predictions
 
 REGIMES: tuple[str, ...] = ("clean", "traffic", "pit", "sc")
 NOISE_FLOOR = "noise floor"
+ORACLE = "simulator oracle"
+REFERENCES = (NOISE_FLOOR, ORACLE)  # rows that know the simulator's hidden state: not baselines
 
 # Product targets on simulated races of circuits not seen in training.
 TARGET_MAE_VS_FLOOR = 1.15
@@ -54,6 +56,20 @@ def score_noise_floor(data: Arrays) -> dict | None:
     return {"pace": pace}
 
 
+def oracle_predictions(data: Arrays) -> Predictions | None:
+    """The simulator's noise-free next lap as P50, +- 1.2816 noise s.d. as P10/P90 (simulated races only).
+
+    Scored like any forecaster, it shows what the hidden deterministic lap time alone reaches; its
+    MAE exceeds the analytic floor where interactions (traffic, duels) add to the noise.
+    """
+    clean = np.asarray(data.get("clean_target", np.array([])), np.float64)
+    sigma = np.asarray(data.get("noise_sigma", np.array([])), np.float64)
+    if len(clean) == 0 or not (np.all(np.isfinite(clean)) and np.all(np.isfinite(sigma))):
+        return None
+    z = 1.2815515655446004
+    return Predictions(pace_quantiles=np.stack([clean - z * sigma, clean, clean + z * sigma], axis=1))
+
+
 def check_targets(results: dict[str, dict], model_name: str, subset: str = "all") -> list[dict]:
     """Target, value and reached/missed for the model, on `subset` laps ("all" or a regime)."""
     model = results[model_name]
@@ -73,7 +89,7 @@ def check_targets(results: dict[str, dict], model_name: str, subset: str = "all"
         rivals = [
             r["pace"][subset]["pinball_mean"]
             for name, r in results.items()
-            if name not in (model_name, NOISE_FLOOR) and subset in r.get("pace", {})
+            if name != model_name and name not in REFERENCES and subset in r.get("pace", {})
         ]
         if rivals:
             gain = 1.0 - pace["pinball_mean"] / min(rivals)
