@@ -47,7 +47,7 @@ class GatewaySettings(BaseSettings):
         default=1.0, gt=0, le=30, description="Deadline of the /readyz backend check."
     )
     max_body_bytes: int = Field(
-        default=4_000_000, ge=1024, description="Largest accepted request body; larger -> 413 before parsing."
+        default=8_000_000, ge=1024, description="Largest accepted request body; larger -> 413 before parsing."
     )
     max_batch_cars: int = Field(
         default=64,

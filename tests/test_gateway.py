@@ -399,3 +399,16 @@ def test_openapi_shows_the_committed_example_and_it_is_accepted(client):
     response = client.post("/predict", json=example, headers=AUTH)
     assert response.status_code == 200, response.text
     assert response.json()["fuel_model_source"] == "request"
+
+
+def test_default_limits_admit_a_full_batch_of_raw_cars(tiny_model):
+    settings = GatewaySettings(backend="onnxruntime", onnx_path=tiny_model[1])  # default limits
+    example = json.loads(
+        (Path(__file__).resolve().parent.parent / "examples" / "predict_request.json").read_text()
+    )
+    body = json.dumps({"cars": [example] * settings.max_batch_cars}).encode()
+    assert len(body) <= settings.max_body_bytes
+    with TestClient(create_app(settings)) as c:
+        response = c.post("/predict/batch", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text[:500]
+    assert len(response.json()["predictions"]) == settings.max_batch_cars
