@@ -26,8 +26,8 @@ REAL_TEST = ("11_budapest", "16_suzuka")
 class FinetunePlan:
     base: Path  # checkpoint folder to fine-tune
     seed: int = 0
-    epochs: int = 8
-    train_minutes: float = 8.0  # wall-clock cap per training arm
+    epochs: int = 5
+    train_minutes: float = 6.0  # wall-clock cap per training arm (two arms per experiment)
     finetune_lr: float = 1e-5
     gbm_estimators: int = 300
 

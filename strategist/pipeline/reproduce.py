@@ -34,13 +34,13 @@ class ReproducePlan:
     seed: int = 0
     era: str = "2023"
     n_test_circuits: int = 3  # circuits held out of pre-training, used only by the test races
-    n_train_races: int = 12  # races over the training circuits (one each; ~1,000 samples a race)
+    n_train_races: int = 20  # races cycling over the training circuits (~1,100 samples a race)
     n_val_races: int = 3  # other races on training circuits (held out by race)
     n_test_races: int = 3  # races on the held-out circuits
     n_cars: int = 20
     n_laps: int | None = None  # None: each circuit's own race distance
-    epochs: int = 6  # what ~24 min of CPU training gets through at ~12k samples (measured 27-73 samples/s, load-dependent)
-    train_minutes: float = 24.0  # wall-clock cap of the training step (a safety net on a busy machine)
+    epochs: int = 10  # ~22k samples x 10 epochs at ~150-170 samples/s (2 busy cores) = ~22 min
+    train_minutes: float = 28.0  # wall-clock cap of the training step (a safety net on a busy machine)
     gbm_estimators: int = 300
     circuits: list[str] | None = None  # None: the simulator's default calendar
     extra_train_args: list[str] = field(default_factory=list)  # passed through to `strategist train`
@@ -72,19 +72,26 @@ class ReproducePlan:
 
 
 class _Timer:
-    """Wall time per step, appended to timings.json as each step ends."""
+    """Wall time per step, kept in timings.json as each step ends.
+
+    A step whose output was already complete (a resumed run) keeps the time recorded when it ran.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.times: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
 
-    def run(self, name: str, fn, *args, **kwargs):
+    def run(self, name: str, fn, *args, done: Path | None = None, **kwargs):
+        reused = done is not None and _done(done) and name in self.times
         print(f"[reproduce] {name} ...", flush=True)
         start = time.time()
         result = fn(*args, **kwargs)
-        self.times[name] = round(time.time() - start, 1)
-        self.path.write_text(json.dumps(self.times, indent=2))
-        print(f"[reproduce] {name} done in {self.times[name]:.0f} s", flush=True)
+        if not reused:
+            self.times[name] = round(time.time() - start, 1)
+            self.path.write_text(json.dumps(self.times, indent=2))
+        print(
+            f"[reproduce] {name} {'reused' if reused else 'done'} in {time.time() - start:.0f} s", flush=True
+        )
         return result
 
 
@@ -152,13 +159,10 @@ def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
             "--seed",
             str(plan.seed),
         ]
-        argv += [
-            "--epochs",
-            str(plan.epochs),
-            "--max-minutes",
-            str(plan.train_minutes),
-            *plan.extra_train_args,
-        ]
+        argv += ["--epochs", str(plan.epochs), "--max-minutes", str(plan.train_minutes)]
+        argv += plan.extra_train_args
+        if not sys.stderr.isatty() and "--no-progress" not in argv:  # a log file gets epoch lines, not bars
+            argv.append("--no-progress")
         code = cli_main(argv)
         if code != 0:
             raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
@@ -282,20 +286,20 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
     # Three different seeds: validation and test races never replay a training race.
     races = {
         "train": timer.run(
-            "simulate train", _simulate_split, out / "races" / "train",
+            "simulate train", _simulate_split, out / "races" / "train", done=out / "races" / "train",
             seed=plan.seed * 1000 + 1, era=plan.era, n_races=plan.n_train_races, circuits=split.train, plan=plan,
         ),
         "val": timer.run(
-            "simulate val", _simulate_split, out / "races" / "val",
+            "simulate val", _simulate_split, out / "races" / "val", done=out / "races" / "val",
             seed=plan.seed * 1000 + 2, era=plan.era, n_races=plan.n_val_races, circuits=split.train, plan=plan,
         ),
         "test": timer.run(
-            "simulate test", _simulate_split, out / "races" / "test",
+            "simulate test", _simulate_split, out / "races" / "test", done=out / "races" / "test",
             seed=plan.seed * 1000 + 3, era=plan.era, n_races=plan.n_test_races, circuits=split.test, plan=plan,
         ),
     }  # fmt: skip
     datasets = {
-        name: timer.run(f"dataset {name}", _build_split, dirs, out / "data" / name)
+        name: timer.run(f"dataset {name}", _build_split, dirs, out / "data" / name, done=out / "data" / name)
         for name, dirs in races.items()
     }
     from strategist.evaluate.datasets import races_of, read_dataset_arrays
@@ -303,7 +307,9 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
     race_ids = {name: sorted(races_of(read_dataset_arrays(path))) for name, path in datasets.items()}
     check_disjoint_races(**race_ids)
 
-    checkpoint = timer.run("train", _train, plan, datasets["train"], datasets["val"], out / "train")
+    checkpoint = timer.run(
+        "train", _train, plan, datasets["train"], datasets["val"], out / "train", done=out / "train"
+    )
     evaluation = timer.run(
         "evaluate",
         run_evaluation,
