@@ -59,3 +59,19 @@ def test_reproduce_holds_out_circuits_and_races(tiny_reproduce):
     assert races["train"].isdisjoint(races["val"]) and races["train"].isdisjoint(races["test"])
     assert races["val"].isdisjoint(races["test"])
     assert tracks["test"].isdisjoint(tracks["train"] | tracks["val"])
+
+
+def test_era_transfer_compares_finetuned_scratch_and_base(tiny_reproduce, tmp_path):
+    from strategist.pipeline.experiments import FinetunePlan, era_transfer
+
+    _plan, root, _summary = tiny_reproduce
+    plan = FinetunePlan(base=root / "asset", epochs=1, train_minutes=1.0, gbm_estimators=5)
+    payload = era_transfer(plan, tmp_path / "transfer", n_train_races=1, n_test_races=1, n_cars=3, n_laps=6)
+    results = payload["results"]
+    assert {"base + fine-tune", "scratch", "base, no fine-tune", "persistence", "gbm"} <= set(results)
+    # the scratch arm has the base's architecture, so the comparison is like for like
+    from strategist.train.checkpoint import read_model_config
+
+    assert read_model_config(tmp_path / "transfer" / "scratch" / "best").d_model == 16
+    tracks = json.loads((tmp_path / "transfer" / "split.json").read_text())
+    assert set(tracks["test"]) == set(json.loads((root / "asset" / "split.json").read_text())["test"])

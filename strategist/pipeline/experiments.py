@@ -68,6 +68,18 @@ def _train_arm(out: Path, train: Path, val: Path, plan: FinetunePlan, extra: lis
     return out / "best"
 
 
+def _architecture_args(base: Path) -> list[str]:
+    """`strategist train` flags that rebuild the base's architecture (the scratch arm must match it)."""
+    from strategist.train.checkpoint import read_model_config
+
+    cfg = read_model_config(base)
+    args = [f"--{flag}={getattr(cfg, flag.replace('-', '_'))}" for flag in _ARCH_FLAGS]
+    return args + ["--stem-channels", *map(str, cfg.stem_channels)]
+
+
+_ARCH_FLAGS = ("d-model", "n-layers", "n-heads", "n-fusion-heads", "d-ff", "head-hidden", "dropout")
+
+
 def compare_arms(
     plan: FinetunePlan, datasets: dict[str, Path], out: Path, *, title: str, notes: list[str]
 ) -> dict:
@@ -81,7 +93,9 @@ def compare_arms(
         plan,
         ["--init-from", str(plan.base), "--freeze-stem", "--lr", str(plan.finetune_lr)],
     )
-    scratch = _train_arm(out / "scratch", datasets["train"], datasets["val"], plan, [])
+    scratch = _train_arm(
+        out / "scratch", datasets["train"], datasets["val"], plan, _architecture_args(plan.base)
+    )
     return run_evaluation(
         EvalRun(
             checkpoints={"base + fine-tune": finetuned, "scratch": scratch, "base, no fine-tune": plan.base},
@@ -117,7 +131,14 @@ def real_finetune(plan: FinetunePlan, out: Path) -> dict:
 
 
 def era_transfer(
-    plan: FinetunePlan, out: Path, *, era: str = "2019", n_train_races: int = 2, n_test_races: int = 2
+    plan: FinetunePlan,
+    out: Path,
+    *,
+    era: str = "2019",
+    n_train_races: int = 2,
+    n_test_races: int = 2,
+    n_cars: int = 20,
+    n_laps: int | None = None,
 ) -> dict:
     """Fine-tune on ~10 % of a season of a new era; test on the base's held-out circuits in that era."""
     from strategist.sim import simulate_season
@@ -145,8 +166,8 @@ def era_transfer(
                 era=era,
                 n_races=n_races,
                 tracks=list(tracks),
-                n_cars=20,
-                n_laps=None,
+                n_cars=n_cars,
+                n_laps=n_laps,
             )
             for race in map(Path, races):
                 race.rename(race.with_name(f"{era}-{split}-{race.name}"))
