@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,11 @@ HELD_P99_MS = 50.0  # "held": p99 within this, no failures, and >= 95 % of the o
 TARGET_P99_AT_100_MS = 15.0
 TARGET_OVERHEAD_P50_MS = 1.5
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+
+
+def _rusage_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def users_for(rate: float) -> int:
@@ -284,33 +290,58 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
-        triton = gateway_url = peer_url = None
+        triton = gateway_srv = peer_srv = None
         if {"gateway", "triton"} & set(targets):
             repo = services.build_repository(ckpt)
             triton = stack.enter_context(services.local_triton(repo))
         if "gateway" in targets:
             assert triton is not None
-            gateway_url = stack.enter_context(services.gateway(triton))
+            gateway_srv = stack.enter_context(services.gateway(triton))
         if "peer" in targets:
-            peer_url = stack.enter_context(services.peer(ckpt))
+            peer_srv = stack.enter_context(services.peer(ckpt))
         for rate in rates:
             for target in targets:
                 out_file = services.WORK_DIR / f"{args.name}-{target}-{rate:g}.json"
+                # CPU seconds of each party during the run: who the 2 cores were spent on.
+                groups = {"triton": triton.pid if triton else None,
+                          "gateway": gateway_srv.pgid if gateway_srv else None,
+                          "peer": peer_srv.pgid if peer_srv else None}  # fmt: skip
+                cpu_before = {k: services.group_cpu_s(v) for k, v in groups.items() if v is not None}
+                self_before, children_before = (
+                    _rusage_s(resource.RUSAGE_SELF),
+                    _rusage_s(resource.RUSAGE_CHILDREN),
+                )
                 if target == "triton":
                     assert triton is not None
                     res = asyncio.run(
-                        open_loop(triton.grpc_url, CPU_MODEL_NAME, tensors, rate, args.duration, args.warmup)
+                        open_loop(
+                            triton.grpc_url,
+                            CPU_MODEL_NAME,
+                            tensors,
+                            rate,
+                            args.duration,
+                            args.warmup,
+                            users_for(rate),
+                        )
                     )
                     row = summarise_run(target, rate, res.latency_ms, res.failures, res.measured_s)
                 else:
-                    url = gateway_url if target == "gateway" else peer_url
-                    assert url is not None
-                    samples = run_locust(url, rate, args, payload_file, out_file)
+                    srv = gateway_srv if target == "gateway" else peer_srv
+                    assert srv is not None
+                    samples = run_locust(srv.url, rate, args, payload_file, out_file)
                     extra = {"users": samples["users"], "locust_exit_code": samples["exit_code"]}
                     if target == "gateway":
                         extra.update(gateway_breakdown(samples))
                     row = summarise_run(target, rate, samples["latency_ms"], samples["failures"],
                                         samples["measured_s"], extra)  # fmt: skip
+                sent = rate * (args.warmup + args.duration)
+                cpu = {k: services.group_cpu_s(v) - cpu_before[k] for k, v in groups.items() if v is not None}
+                cpu["load_generator"] = (
+                    _rusage_s(resource.RUSAGE_SELF) - self_before
+                    if target == "triton"
+                    else _rusage_s(resource.RUSAGE_CHILDREN) - children_before  # the locust process
+                )
+                row["cpu_ms_per_request"] = {k: round(v * 1e3 / sent, 2) for k, v in cpu.items()}
                 rows.append(row)
                 print(
                     f"{target:8s} {rate:6g} req/s: achieved {row['achieved_rps']:7.1f}  p50 "

@@ -2,7 +2,7 @@
 
 Driven by benchmarks/load.py, which sets (environment):
     BENCH_PAYLOADS   JSON-lines file, one /predict body per line (sent round-robin, pre-encoded)
-    BENCH_RATE       total requests/s; each of the BENCH_USERS users runs constant_throughput(rate / users)
+    BENCH_RATE       total requests/s; each of the BENCH_USERS users sends rate / users requests/s
     BENCH_WARMUP_S   requests that start earlier than this after the test start are not recorded
     BENCH_OUT        where the recorded samples are written (JSON) when locust quits
     BENCH_P99_BUDGET_MS  optional: exit code 1 when the recorded p99 is above it
@@ -17,12 +17,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import gevent
 import numpy as np
-from locust import constant_throughput, events, task
+from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
@@ -41,6 +43,7 @@ class Recorder:
     def __init__(self) -> None:
         self.t0 = time.time()
         self.latency_ms: list[float] = []
+        self.start_s: list[float] = []  # send times relative to t0: checks that arrivals were spread
         self.server_ms: list[list[float]] = []  # [preprocess, predict, postprocess] per request
         self.failures: list[str] = []
         self.first_start: float | None = None
@@ -55,6 +58,7 @@ class Recorder:
             self.failures.append(f"{type(exception).__name__}: {exception}"[:300])
             return
         self.latency_ms.append(float(response_time))
+        self.start_s.append(round(start - self.t0, 6))
         try:
             timing = json.loads(response.content)["timing"]
             self.server_ms.append([timing["preprocess_ms"], timing["predict_ms"], timing["postprocess_ms"]])
@@ -84,6 +88,7 @@ def _on_quit(environment: Environment, **_: Any) -> None:
             {
                 "latency_ms": RECORDER.latency_ms,
                 "server_ms": RECORDER.server_ms,
+                "start_s": RECORDER.start_s,
                 "failures": RECORDER.failures,
                 "measured_s": max(0.0, run_s - WARMUP_S),
                 "first_start": RECORDER.first_start,
@@ -102,8 +107,21 @@ def _on_quit(environment: Environment, **_: Any) -> None:
 class PitWallClient(FastHttpUser):
     # Each user paces itself to rate/users requests/s; with enough users (load.py gives each a
     # period several times the expected latency) the total is a fixed arrival rate.
-    wait_time = constant_throughput(RATE / USERS)
     _bodies = itertools.cycle(BODIES)
+    _period_s = USERS / RATE
+    _next_due = 0.0
+
+    def on_start(self) -> None:
+        # Users spawn together: each starts at a random phase within one period, so that the
+        # arrivals are spread over the period instead of coming as bursts of USERS requests.
+        gevent.sleep(random.uniform(0.0, self._period_s))
+        self._next_due = time.perf_counter()
+
+    def wait_time(self) -> float:
+        # Like locust's constant_throughput, but on a fixed schedule (phase + k * period): that one
+        # measures its period from the user's creation, which undoes the random phase above.
+        self._next_due += self._period_s
+        return max(0.0, self._next_due - time.perf_counter())
 
     @task
     def predict(self) -> None:

@@ -37,6 +37,24 @@ NO_BATCHING_MODEL = f"{CPU_MODEL_NAME}_nobatch"
 
 
 @dataclass(frozen=True)
+class Server:
+    url: str
+    pgid: int  # its own process group (started in a new session)
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds so far of every live process in process group `pgid` (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: pgrp
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     path: Path
     description: str
@@ -138,8 +156,8 @@ def _wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout_s: float, 
 
 
 @contextlib.contextmanager
-def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) -> Iterator[str]:
-    """`uvicorn --factory <app>` in a subprocess on a free loopback port; yields its base URL.
+def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) -> Iterator[Server]:
+    """`uvicorn --factory <app>` in a subprocess on a free loopback port; yields its URL and pid.
 
     One worker, uvloop + httptools: the setup the serving notes recommend for a 2-core box shared
     with Triton and the load generator.
@@ -165,7 +183,7 @@ def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) ->
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_http_ok(url + ready_path, process, 120, log_path)
-            yield url
+            yield Server(url, process.pid)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -176,7 +194,7 @@ def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) ->
                     process.wait(timeout=10)
 
 
-def gateway(triton: LocalTriton) -> contextlib.AbstractContextManager[str]:
+def gateway(triton: LocalTriton) -> contextlib.AbstractContextManager[Server]:
     env = {
         "STRATEGIST_BACKEND": "triton",
         "STRATEGIST_TRITON_URL": triton.grpc_url,
@@ -186,6 +204,6 @@ def gateway(triton: LocalTriton) -> contextlib.AbstractContextManager[str]:
     return uvicorn_server("server.main:create_app", env, "/readyz", "gateway")
 
 
-def peer(ckpt: Checkpoint) -> contextlib.AbstractContextManager[str]:
+def peer(ckpt: Checkpoint) -> contextlib.AbstractContextManager[Server]:
     env = {"PEER_CHECKPOINT": str(ckpt.path)}
     return uvicorn_server("benchmarks.peer_app:create_app", env, "/healthz", "peer")

@@ -1,8 +1,9 @@
 """Load Triton directly over gRPC (tritonclient.grpc.aio), with the tensors the gateway would send.
 
 Two shapes of load:
-- `open_loop`: a fixed arrival rate (request i is sent at t0 + i / rate, whether or not earlier
-  ones have answered), to set against the gateway at the same rates;
+- `open_loop`: a fixed arrival rate, with the arrival pattern of the locust users (each of `users`
+  senders at rate/users from a random phase), sent whether or not earlier requests have answered,
+  to set against the gateway at the same rates;
 - `closed_loop`: `concurrency` clients each sending the next request when the last one answered,
   the way perf_analyzer measures the dynamic batcher.
 Each request builds its InferInput objects the way server/triton_backend.py does, so the client-side
@@ -45,8 +46,17 @@ async def _infer(client: grpcclient.InferenceServerClient, model: str, tensors: 
         result.as_numpy(name)
 
 
+def arrival_times(rate: float, users: int, total_s: float, seed: int = 0) -> np.ndarray:
+    """Send times (s from the start) of `users` senders, each at rate/users per second from a
+    random phase: the same arrival pattern the locust users make (benchmarks/locustfile.py)."""
+    period = users / rate
+    phases = np.random.default_rng(seed).uniform(0.0, period, users)
+    times = (phases[:, None] + period * np.arange(int(total_s / period) + 1)[None, :]).ravel()
+    return np.sort(times[times < total_s])
+
+
 async def open_loop(url: str, model: str, payloads: Sequence[Tensors], rate: float, duration_s: float,
-                    warmup_s: float) -> LoadResult:  # fmt: skip
+                    warmup_s: float, users: int) -> LoadResult:  # fmt: skip
     """Fixed arrival rate for warmup_s + duration_s; only requests sent after the warm-up count."""
     result = LoadResult(measured_s=duration_s)
     client = grpcclient.InferenceServerClient(url)
@@ -66,12 +76,11 @@ async def open_loop(url: str, model: str, payloads: Sequence[Tensors], rate: flo
 
     try:
         t0 = time.perf_counter()
-        for i in range(int(rate * (warmup_s + duration_s))):
-            due = t0 + i / rate
-            delay = due - time.perf_counter()
+        for offset in arrival_times(rate, users, warmup_s + duration_s):
+            delay = t0 + offset - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(next(cycle), record=i / rate >= warmup_s)))
+            tasks.append(asyncio.create_task(one(next(cycle), record=offset >= warmup_s)))
         await asyncio.gather(*tasks)
     finally:
         await client.close()
