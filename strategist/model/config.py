@@ -46,6 +46,15 @@ class ModelConfig:
     # --- tactical fusion (cross-attention: lap tokens query the ahead/behind tokens) ---
     n_fusion_heads: int = 8
 
+    # --- lap-time features ---
+    # The distance steps of a lap are evenly spaced, so mean(1 / Speed) over a lap is proportional to
+    # its lap time. The log ratio of each stacked lap's value to lap L's (in percent, [B, N]) goes to
+    # the heads next to the pooled tokens: the relative pace of the last laps is the strongest
+    # single predictor of the next lap, and the attention layers would otherwise have to learn a
+    # harmonic mean from normalised speeds. Checkpoints saved before this field existed load as False.
+    lap_time_features: bool = True
+    lap_time_min_speed_kmh: float = 10.0  # a standing car (pit box) must not make 1/Speed explode
+
     # --- heads ---
     head_hidden: int = 128
     quantiles: tuple[float, ...] = contract.QUANTILES
@@ -81,6 +90,11 @@ class ModelConfig:
             raise StrategistError("invalid ModelConfig: " + "; ".join(problems))
 
     @property
+    def head_in_features(self) -> int:
+        """Width of what the heads read: [token of lap L, mean token] (+ lap-time ratios)."""
+        return 2 * self.d_model + (self.n_lap_context if self.lap_time_features else 0)
+
+    @property
     def stem_out_steps(self) -> int:
         """Length of the distance axis after the stem (each conv: ceil(n / stride) with 'same' padding)."""
         n = self.n_steps
@@ -101,6 +115,8 @@ class ModelConfig:
             raise StrategistError(
                 f"ModelConfig: unknown field(s) {unknown}; known fields are {sorted(known)}"
             )
+        # Checkpoints written before the lap-time features existed were built without them.
+        data = {"lap_time_features": False, **data}
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelConfig:

@@ -58,9 +58,9 @@ def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
     module.embed_dropout = nn.Dropout(cfg.dropout)
     module.tactical_embedding = TacticalEmbedding(cfg)
     module.fusion = TacticalFusionBlock(cfg)
-    module.pace_head = MLPHead(2 * cfg.d_model, cfg.head_hidden, len(cfg.quantiles))
-    module.risk_head = MLPHead(2 * cfg.d_model, cfg.head_hidden, cfg.n_risk_classes)
-    module.tire_head = MLPHead(2 * cfg.d_model, cfg.head_hidden, 1)
+    module.pace_head = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
+    module.risk_head = MLPHead(cfg.head_in_features, cfg.head_hidden, cfg.n_risk_classes)
+    module.tire_head = MLPHead(cfg.head_in_features, cfg.head_hidden, 1)
 
 
 def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tensor) -> None:
@@ -90,6 +90,18 @@ def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tens
             f"batch sizes differ: telemetry {telemetry.shape[0]}, tactical {tactical.shape[0]}",
             field=contract.INPUT_TACTICAL,
         )
+
+
+def lap_time_ratios(cfg: ModelConfig, telemetry: torch.Tensor) -> torch.Tensor:
+    """[B, N, S, C] physical telemetry -> [B, N] lap time of each slot relative to lap L, in percent.
+
+    Steps are evenly spaced in distance, so a lap's time is proportional to mean(1 / Speed); the
+    unknown lap length cancels in the ratio. Slot 0 (lap L) is 0 by construction.
+    """
+    speed_index = contract.CHANNELS.index("Speed")
+    speed = telemetry[..., speed_index].clamp(min=cfg.lap_time_min_speed_kmh)  # [B, N, S] km/h
+    pace = (1.0 / speed).mean(dim=-1)  # [B, N], proportional to lap time
+    return 100.0 * torch.log(pace / pace[:, :1])
 
 
 # Either implementation (VirtualStrategist or VirtualStrategistModel): an nn.Module with the
@@ -129,6 +141,8 @@ class StrategistForwardMixin:
         fused = self.fusion(tokens, tactical_tokens)  # [B, N, D]
         # Slot 0 is lap L, the most recent lap; the mean carries the whole stack.
         pooled = torch.cat([fused[:, 0], fused.mean(dim=1)], dim=-1)  # [B, 2D]
+        if cfg.lap_time_features:
+            pooled = torch.cat([pooled, lap_time_ratios(cfg, telemetry)], dim=-1)  # [B, 2D + N]
 
         pace_norm = non_crossing_quantiles(self.pace_head(pooled))  # [B, 3]
         risk_logits = self.risk_head(pooled)  # [B, 3]
