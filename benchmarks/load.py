@@ -137,16 +137,18 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         axes[0].plot(rates, [r["p50_ms"] for r in mine], "o--", label=f"{target} p50")
         axes[0].plot(rates, [r["p99_ms"] for r in mine], "o-", label=f"{target} p99")
         axes[1].plot(rates, [r["achieved_rps"] for r in mine], "o-", label=target)
+    rates = sorted({r["offered_rps"] for r in rows})
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.minorticks_off()
         ax.set_xlabel("offered rate, requests/s")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("latency, ms")
     axes[0].axhline(HELD_P99_MS, color="grey", lw=0.8)
     axes[0].axhline(TARGET_P99_AT_100_MS, color="grey", lw=0.8, ls=":")
-    top = max(r["offered_rps"] for r in rows)
-    axes[1].plot([1, top], [1, top], color="grey", lw=0.8, label="offered")
+    axes[1].plot([rates[0], rates[-1]], [rates[0], rates[-1]], color="grey", lw=0.8, label="offered")
     axes[1].set_yscale("log")
     axes[1].set_ylabel("achieved, requests/s")
     for ax in axes:
@@ -213,6 +215,18 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{report.fmt(r.get('preprocess_p50_ms'))} | {report.fmt(r.get('outside_triton_call_p50_ms'))} / "
                 f"{report.fmt(r.get('outside_triton_call_p99_ms'))} |"
             )
+    lines += [
+        "",
+        "CPU per request (ms of CPU time of each party over the run / requests sent; "
+        "`cpu_ms_per_request` in the JSON): what fills the 2 cores.",
+        "",
+        "| offered req/s | target | gateway | Triton (server + Python-backend stub) | peer | load generator |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cpu = r.get("cpu_ms_per_request", {})
+        cells = [report.fmt(cpu.get(k)) for k in ("gateway", "triton", "peer", "load_generator")]
+        lines.append(f"| {r['offered_rps']:g} | {r['target']} | " + " | ".join(cells) + " |")
     if result.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for t in result["targets"]:
@@ -260,6 +274,17 @@ def judge_targets(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
+def write_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """results/<name>.json and .md, and the README section when writing to the default folder."""
+    png = args.out / result["png"]
+    plot(result["runs"], png, f"{args.name}: {report.machine_line(result['machine'])}")
+    md = markdown(result)
+    report.save(args.name, result, md, args.out)
+    if args.out.resolve() == services.RESULTS_DIR.resolve():
+        readme_md = md.replace(f"]({result['png']})", f"](results/{result['png']})")
+        report.update_readme(args.name, f"### {args.name}\n\n" + readme_md)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -273,12 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="load", help="result file stem and README section")
     parser.add_argument("--out", type=Path, default=services.RESULTS_DIR,
                         help="results folder; the README is updated only for the default one")  # fmt: skip
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite .md/README from <out>/<name>.json"
+    )
     args = parser.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     unknown = set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}")
     rates = [float(r) for r in args.rates.split(",") if r]
+
+    if args.render_only:  # rewrite the table from a saved run (no measuring)
+        result = json.loads((args.out / f"{args.name}.json").read_text())
+        write_outputs(args, result)
+        return 0
 
     services.WORK_DIR.mkdir(parents=True, exist_ok=True)
     machine = services.machine()
@@ -334,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                         extra.update(gateway_breakdown(samples))
                     row = summarise_run(target, rate, samples["latency_ms"], samples["failures"],
                                         samples["measured_s"], extra)  # fmt: skip
-                sent = rate * (args.warmup + args.duration)
+                # Requests actually sent over the whole run (warm-up included, like the CPU seconds).
+                sent = max(1.0, row["achieved_rps"] * (args.warmup + args.duration))
                 cpu = {k: services.group_cpu_s(v) - cpu_before[k] for k, v in groups.items() if v is not None}
                 cpu["load_generator"] = (
                     _rusage_s(resource.RUSAGE_SELF) - self_before
@@ -367,12 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "png": png.name,
         "targets": judge_targets(rows),
     }
-    plot(rows, png, f"{args.name}: {report.machine_line(machine)}")
-    md = markdown(result)
-    report.save(args.name, result, md, args.out)
-    if args.out.resolve() == services.RESULTS_DIR.resolve():
-        readme_md = md.replace(f"]({png.name})", f"](results/{png.name})")
-        report.update_readme(args.name, f"### {args.name}\n\n" + readme_md)
+    write_outputs(args, result)
 
     failed = any(r["failures"] for r in rows)
     over = args.p99_budget_ms is not None and any(

@@ -29,10 +29,12 @@ from export.triton_config import CPU_MODEL_NAME
 MODEL_LATENCY = Path(__file__).resolve().parent / "model_latency.py"
 
 
-def run_model_latency(ckpt: services.Checkpoint, batches: list[int], repeats: int) -> str:
-    json_path = services.RESULTS_DIR / "model_latency.json"
+def run_model_latency(
+    ckpt: services.Checkpoint, batches: list[int], repeats: int, threads: int, name: str
+) -> str:
+    json_path = services.RESULTS_DIR / f"{name}.json"
     command = [sys.executable, str(MODEL_LATENCY), "--batches", *map(str, batches),
-               "--repeats", str(repeats), "--json", str(json_path)]  # fmt: skip
+               "--repeats", str(repeats), "--threads", str(threads), "--json", str(json_path)]  # fmt: skip
     if (ckpt.path / "config.json").is_file():
         command += ["--checkpoint", str(ckpt.path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
@@ -40,8 +42,40 @@ def run_model_latency(ckpt: services.Checkpoint, batches: list[int], repeats: in
         str(services.PROJECT_ROOT) + "/", ""
     )
     md = f"Model: {ckpt.description}. Command: `{shown}`\n\n{done.stdout.strip()}"
-    (services.RESULTS_DIR / "model_latency.md").write_text(md + "\n")
-    return md
+    png = services.RESULTS_DIR / f"{name}.png"
+    plot_model_latency(json_path, png)
+    md += f"\n\n![PyTorch eager vs ONNX Runtime]({png.name})"
+    (services.RESULTS_DIR / f"{name}.md").write_text(md + "\n")
+    return md.replace(f"]({png.name})", f"](results/{png.name})")
+
+
+def plot_model_latency(json_path: Path, path: Path) -> None:
+    """p50 latency and samples/s per batch size and engine, from model_latency.py's JSON."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(json_path.read_text())
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for engine, per_batch in data["results"].items():
+        batches = sorted(per_batch, key=int)
+        x = [int(b) for b in batches]
+        axes[0].plot(x, [per_batch[b]["p50_ms"] for b in batches], "o-", label=f"{engine} p50")
+        axes[0].plot(x, [per_batch[b]["p99_ms"] for b in batches], "x:", label=f"{engine} p99")
+        axes[1].plot(x, [per_batch[b]["samples_per_s"] for b in batches], "o-", label=engine)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("ms per call")
+    axes[1].set_ylabel("samples/s at p50")
+    fig.suptitle(f"{data['machine']}; threads {data['threads']}; {data['weights']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -80,7 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--skip-model-latency", action="store_true")
+    parser.add_argument(
+        "--model-threads",
+        type=int,
+        default=0,
+        help="torch / ORT threads for part 1 (0 = all CPUs); results get a _threads<N> suffix",
+    )
+    parser.add_argument("--skip-model-latency", action="store_true", help="run part 2 only")
+    parser.add_argument("--skip-batching", action="store_true", help="run part 1 only")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.model_level " + " ".join(argv if argv is not None else sys.argv[1:])
 
@@ -88,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = services.machine()
     ckpt = services.checkpoint()
     if not args.skip_model_latency:
-        md = run_model_latency(ckpt, args.batches, args.repeats)
-        report.update_readme("model_latency", "### model_latency\n\n" + md)
+        name = "model_latency" + (f"_threads{args.model_threads}" if args.model_threads else "")
+        md = run_model_latency(ckpt, args.batches, args.repeats, args.model_threads, name)
+        report.update_readme(name, f"### {name}\n\n" + md)
         print(md, flush=True)
+    if args.skip_batching:
+        return 0
 
     payloads = race_payloads(32, services.WORK_DIR)
     tensors = [model_tensors(body) for body in payloads.bodies]
