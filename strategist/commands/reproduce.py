@@ -47,9 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--laps", type=int, default=d.n_laps, help="race length (default: each circuit's own)"
     )
-    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (base: {d.epochs})")
     parser.add_argument(
-        "--train-minutes", type=float, default=d.train_minutes, help="wall-clock cap of training"
+        "--train-minutes",
+        type=float,
+        default=None,
+        help=f"wall-clock cap per training run (base: {d.train_minutes})",
     )
     parser.add_argument("--gbm-estimators", type=int, default=d.gbm_estimators)
     parser.add_argument(

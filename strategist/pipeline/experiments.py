@@ -26,7 +26,7 @@ REAL_TEST = ("11_budapest", "16_suzuka")
 class FinetunePlan:
     base: Path  # checkpoint folder to fine-tune
     seed: int = 0
-    epochs: int = 5
+    epochs: int = 10
     train_minutes: float = 6.0  # wall-clock cap per training arm (two arms per experiment)
     finetune_lr: float = 1e-5
     gbm_estimators: int = 300
