@@ -309,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",") if r]
 
     if args.render_only:  # rewrite the table from a saved run (no measuring)
-        result = json.loads((args.out / f"{args.name}.json").read_text())
-        write_outputs(args, result)
+        write_outputs(args, json.loads((args.out / f"{args.name}.json").read_text()))
         return 0
 
     services.WORK_DIR.mkdir(parents=True, exist_ok=True)
