@@ -83,3 +83,16 @@ def write_dataset(arrays: dict, out_dir: Path) -> Path:
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest))
     return out_dir
+
+
+def test_synthetic_dataset_follows_the_data_engine_format(tmp_path):
+    from strategist.data.dataset import ARRAY_SPECS, load_dataset
+
+    arrays, manifest = load_dataset(
+        write_dataset(synthetic_arrays(n_races=1, n_drivers=1, n_laps=8), tmp_path)
+    )
+    assert set(arrays) == set(ARRAY_SPECS)
+    for name, (dtype, shape) in ARRAY_SPECS.items():
+        assert arrays[name].shape[1:] == shape, name
+        assert (arrays[name].dtype.kind == "U") if dtype == "str" else (arrays[name].dtype == dtype), name
+    assert manifest["n_samples"] == len(arrays["pace_ref"])
