@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from strategist.contract import CHANNELS, QUANTILES, RISK_CLASSES
@@ -177,10 +179,10 @@ class GradientBoosting:
         self.n_estimators = n_estimators
         self.max_train = max_train
         self.seed = seed
-        self.pace_models: list = []
-        self.risk_model = None
+        self.pace_models: list[Any] = []  # lightgbm.LGBMRegressor per tau
+        self.risk_model: Any = None  # lightgbm.LGBMClassifier
         self.risk_classes: np.ndarray | None = None
-        self.tire_model = None
+        self.tire_model: Any = None  # lightgbm.LGBMRegressor
 
     def _params(self) -> dict:
         return dict(

@@ -45,6 +45,8 @@ def plot_corridor(path: Path, data: Arrays, forecasts: dict[str, Predictions], m
     laps = np.asarray(data["lap"])[idx]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     model = forecasts[model_name].pace_quantiles
+    if model is None:
+        raise ValueError(f"{model_name} has no pace corridor to plot")
     ax.fill_between(
         laps, model[idx, 0], model[idx, 2], alpha=0.25, color="tab:blue", label=f"{model_name} P10-P90"
     )
