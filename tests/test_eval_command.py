@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_eval_synthetic import synthetic_arrays, write_dataset
 
 from strategist.cli import main
 from strategist.errors import DataError
 from strategist.evaluate.datasets import check_no_race_leak
+from strategist.evaluate.synthetic import synthetic_arrays, write_dataset
 
 
 def _tiny_checkpoint(out_dir, stats):
-    from strategist.model import ModelConfig, build_model
+    from strategist.model import build_model
+    from strategist.model.tiny import tiny_config
     from strategist.train.checkpoint import save_checkpoint
 
-    cfg = ModelConfig(
-        d_model=16, n_layers=1, n_heads=2, d_ff=32, n_fusion_heads=2, head_hidden=8, stem_channels=(4, 8)
-    )
+    cfg = tiny_config()
     model = build_model(cfg)
     model.set_stats(stats)
     return save_checkpoint(model, cfg, out_dir, stats=stats)
