@@ -16,6 +16,8 @@ from server.schemas import ModelInfo, Prediction, PredictRequest, StageTimings
 
 log = logging.getLogger(__name__)
 
+INLINE_PREPROCESS_MAX_CARS = 1  # up to this many cars, preprocess runs on the event loop (see predict)
+
 
 @dataclass
 class PipelineResult:
@@ -34,8 +36,14 @@ class Predictor:
 
     async def predict(self, requests: Sequence[PredictRequest], request_id: str) -> PipelineResult:
         t0 = time.perf_counter()
-        # Alignment is numpy work (~1 ms a car from raw laps): off the event loop.
-        batch = await asyncio.to_thread(preprocess, requests, default_race_laps=self.default_race_laps)
+        # Alignment costs ~0.7 ms a car (benchmarks/README.md, parse_cost). For one car that is cheaper
+        # inline than the thread hop: under load, asyncio.to_thread's handoff and GIL contention with
+        # the event loop made the measured preprocess p50 rise from ~1 ms to 27 ms. A batch of
+        # many cars would block the loop for several ms, so it still goes to a thread.
+        if len(requests) <= INLINE_PREPROCESS_MAX_CARS:
+            batch = preprocess(requests, default_race_laps=self.default_race_laps)
+        else:
+            batch = await asyncio.to_thread(preprocess, requests, default_race_laps=self.default_race_laps)
         t1 = time.perf_counter()
         outputs = await self.backend.infer(batch.telemetry, batch.tactical)
         version = await self.backend.model_version()
