@@ -85,6 +85,21 @@ async def _backend_failed(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _add_request_schemas(app: FastAPI) -> None:
+    """The predict routes read their bodies themselves (one-pass parse, binary format), so FastAPI does
+    not put the request models into the OpenAPI components: add them to the generated spec."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()  # FastAPI caches it in app.openapi_schema
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(predict.request_schemas())
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: GatewaySettings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
     """The gateway app. `backend` overrides the one the settings describe (used by `strategist serve`)."""
     settings = settings or GatewaySettings()
@@ -112,6 +127,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     app.state.metrics = metrics
     app.include_router(health.router)
     app.include_router(predict.router)
+    _add_request_schemas(app)
     handlers: dict[type[Exception], Any] = {
         RequestValidationError: _validation_error,
         DataError: _data_error,

@@ -40,6 +40,51 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def check_channel_samples(channels: dict[str, np.ndarray]) -> None:
+    """Same length, physical range and whole-number checks of a lap's channels (ValueError naming the
+    channel, sample and reason). Shared by the JSON schema and the binary body (server/binary_format.py)
+    so both formats reject the same laps with the same messages."""
+    lengths = {name: len(values) for name, values in channels.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"all channels need the same number of samples, got {lengths}")
+    for name, (low, high) in CHANNEL_LIMITS.items():
+        values = channels[name]
+        outside = (values < low) | (values > high)
+        if outside.any():
+            i = _first_bad(outside)
+            raise ValueError(
+                f"{name} value {values[i]:g} at sample {i} is outside the physical range "
+                f"{low:g}..{high:g} {contract.CHANNEL_UNITS[name]}"
+            )
+        if name in contract.DISCRETE_CHANNELS:
+            fractional = values != np.round(values)
+            if fractional.any():
+                i = _first_bad(fractional)
+                raise ValueError(f"{name} value {values[i]:g} at sample {i} is not a whole number")
+
+
+def check_raw_index(index_name: str, index: np.ndarray, n: int) -> None:
+    """Sample count, length match, no going back and a plausible span of a raw lap's index."""
+    if not MIN_RAW_SAMPLES <= n <= MAX_RAW_SAMPLES:
+        raise ValueError(f"a raw lap needs {MIN_RAW_SAMPLES}..{MAX_RAW_SAMPLES} samples per channel, got {n}")
+    if index.size != n:
+        raise ValueError(f"{index_name} has {index.size} values but the channels have {n}")
+    # Repeated values are allowed (a stopped car; FastF1 repeats timestamps), going back is not.
+    backwards = np.diff(index) < 0
+    if backwards.any():
+        i = _first_bad(backwards)
+        raise ValueError(
+            f"{index_name} must not decrease: sample {i + 1} goes {index[i]:g} -> {index[i + 1]:g}"
+        )
+    span = float(index[-1] - index[0])
+    low, high = LAP_DISTANCE_RANGE_M if index_name == "distance_m" else LAP_DURATION_RANGE_S
+    if not low <= span <= high:
+        unit = "m" if index_name == "distance_m" else "s"
+        raise ValueError(
+            f"{index_name} spans {span:g} {unit}, outside the plausible lap {low:g}..{high:g} {unit}"
+        )
+
+
 class LapTelemetry(BaseModel):
     """One lap of one car, in one of three forms (exactly one):
 
@@ -73,23 +118,9 @@ class LapTelemetry(BaseModel):
             raise ValueError(
                 f"channels must be exactly {list(contract.CHANNELS)}; missing {missing}, unknown {unknown}"
             )
-        lengths = {name: len(values) for name, values in channels.items()}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"all channels need the same number of samples, got {lengths}")
-        for name, (low, high) in CHANNEL_LIMITS.items():
-            values = np.asarray(channels[name], dtype=np.float64)
-            outside = (values < low) | (values > high)
-            if outside.any():
-                i = _first_bad(outside)
-                raise ValueError(
-                    f"{name} value {values[i]:g} at sample {i} is outside the physical range "
-                    f"{low:g}..{high:g} {contract.CHANNEL_UNITS[name]}"
-                )
-            if name in contract.DISCRETE_CHANNELS:
-                fractional = values != np.round(values)
-                if fractional.any():
-                    i = _first_bad(fractional)
-                    raise ValueError(f"{name} value {values[i]:g} at sample {i} is not a whole number")
+        check_channel_samples(
+            {name: np.asarray(values, dtype=np.float64) for name, values in channels.items()}
+        )
         return channels
 
     @model_validator(mode="after")
@@ -108,27 +139,8 @@ class LapTelemetry(BaseModel):
                 raise ValueError(f"an aligned lap has exactly {contract.N_STEPS} values per channel, got {n}")
             return self
         index_name = forms[0]
-        index = np.asarray(self.distance_m if index_name == "distance_m" else self.time_s, dtype=np.float64)
-        if not MIN_RAW_SAMPLES <= n <= MAX_RAW_SAMPLES:
-            raise ValueError(
-                f"a raw lap needs {MIN_RAW_SAMPLES}..{MAX_RAW_SAMPLES} samples per channel, got {n}"
-            )
-        if index.size != n:
-            raise ValueError(f"{index_name} has {index.size} values but the channels have {n}")
-        # Repeated values are allowed (a stopped car; FastF1 repeats timestamps), going back is not.
-        backwards = np.diff(index) < 0
-        if backwards.any():
-            i = _first_bad(backwards)
-            raise ValueError(
-                f"{index_name} must not decrease: sample {i + 1} goes {index[i]:g} -> {index[i + 1]:g}"
-            )
-        span = float(index[-1] - index[0])
-        low, high = LAP_DISTANCE_RANGE_M if index_name == "distance_m" else LAP_DURATION_RANGE_S
-        if not low <= span <= high:
-            unit = "m" if index_name == "distance_m" else "s"
-            raise ValueError(
-                f"{index_name} spans {span:g} {unit}, outside the plausible lap {low:g}..{high:g} {unit}"
-            )
+        index = self.distance_m if index_name == "distance_m" else self.time_s
+        check_raw_index(index_name, np.asarray(index, dtype=np.float64), n)
         return self
 
     @property
