@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.repository import build_cpu_repository
-from export.triton_config import CPU_MODEL_NAME, ServingSettings
+from export.triton_config import CPU_MODEL_NAME, ServingSettings, render_cpu_config
 from server.triton_launcher import LocalTriton, free_port
 from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
 
@@ -106,9 +106,8 @@ def checkpoint() -> Checkpoint:
 def build_repository(ckpt: Checkpoint, *, with_unbatched_copy: bool = False) -> Path:
     """CPU repository from `ckpt`; optionally a second model identical but for `dynamic_batching`.
 
-    The export code's config generator has no switch for the dynamic batcher, so the unbatched twin
-    is the generated config with its `dynamic_batching { ... }` block removed and its name changed:
-    nothing else differs (same ONNX, same Python model, same max_batch_size, instances, warmup).
+    The unbatched twin's config comes from the same generator with `dynamic_batching=False` and its
+    own name: nothing else differs (same ONNX, same Python model, same max_batch_size, instances, warmup).
     """
     repo = WORK_DIR / ("repo-batching-on-off" if with_unbatched_copy else "repo")
     stamp = repo / "built-from.json"
@@ -122,12 +121,8 @@ def build_repository(ckpt: Checkpoint, *, with_unbatched_copy: bool = False) -> 
     if with_unbatched_copy:
         twin = repo / NO_BATCHING_MODEL
         shutil.copytree(repo / CPU_MODEL_NAME, twin)
-        config = (twin / "config.pbtxt").read_text()
-        start = config.index("dynamic_batching {")
-        end = config.index("}", start) + 1
-        config = config[:start] + config[end:]
-        config = config.replace(f'name: "{CPU_MODEL_NAME}"', f'name: "{NO_BATCHING_MODEL}"')
-        (twin / "config.pbtxt").write_text(config)
+        unbatched = ServingSettings(dynamic_batching=False)
+        (twin / "config.pbtxt").write_text(render_cpu_config(unbatched, name=NO_BATCHING_MODEL))
     stamp.write_text(source)
     return repo
 

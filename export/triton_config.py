@@ -32,6 +32,7 @@ class ServingSettings:
     """Tunables that end up in config.pbtxt."""
 
     max_batch_size: int = DEFAULT_MAX_BATCH  # = TensorRT profile max
+    dynamic_batching: bool = True  # False: no batcher, each request runs alone (for comparisons)
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US  # dynamic batcher wait for a fuller batch
     gpu_instances: int = 1  # one instance per GPU: the batcher alone keeps a small model busy
     cpu_instances: int = 1  # each Python-backend instance is its own process
@@ -78,11 +79,12 @@ def _warmup_block(settings: ServingSettings) -> str:
 
 
 def _common_blocks(settings: ServingSettings) -> list[str]:
+    batcher = f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.queue_delay_us}\n}}"
     return [
         f"max_batch_size: {settings.max_batch_size}",
         _tensor_block("input", contract.INPUT_SHAPES),
         _tensor_block("output", contract.OUTPUT_SHAPES),
-        f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.queue_delay_us}\n}}",
+        *([batcher] if settings.dynamic_batching else []),
         f"version_policy: {{ latest: {{ num_versions: {settings.num_versions} }} }}",
     ]
 
@@ -103,15 +105,16 @@ def render_gpu_config(settings: ServingSettings) -> str:
     return HEADER + "\n".join(blocks) + "\n"
 
 
-def render_cpu_config(settings: ServingSettings) -> str:
-    """config.pbtxt of the Python-backend model running ONNX Runtime on <version>/model.onnx."""
+def render_cpu_config(settings: ServingSettings, name: str = CPU_MODEL_NAME) -> str:
+    """config.pbtxt of the Python-backend model running ONNX Runtime on <version>/model.onnx;
+    `name` other than the default serves the same model a second time (e.g. batcher off)."""
     parameters = {"onnx_file": "model.onnx", "intra_op_threads": str(settings.cpu_intra_op_threads)}
     param_blocks = "\n".join(
         f'parameters {{\n  key: "{key}"\n  value: {{ string_value: "{value}" }}\n}}'
         for key, value in parameters.items()
     )
     blocks = [
-        f'name: "{CPU_MODEL_NAME}"',
+        f'name: "{name}"',
         'backend: "python"',
         *_common_blocks(settings),
         f"instance_group [\n  {{\n    count: {settings.cpu_instances}\n    kind: KIND_CPU\n  }}\n]",

@@ -141,6 +141,17 @@ def test_generated_configs_agree_with_the_onnx(exported, tmp_path):
     assert gpu.platform == "tensorrt_plan" and gpu.instance_group[0].kind == gpu.instance_group[0].KIND_GPU
 
 
+def test_dynamic_batching_switch():
+    off = triton_config.ServingSettings(dynamic_batching=False)
+    for render in (triton_config.render_cpu_config, triton_config.render_gpu_config):
+        assert triton_config.parse_config(render(triton_config.ServingSettings())).HasField(
+            "dynamic_batching"
+        )
+        assert not triton_config.parse_config(render(off)).HasField("dynamic_batching")
+    twin = triton_config.parse_config(triton_config.render_cpu_config(off, name="unbatched"))
+    assert twin.name == "unbatched"
+
+
 def test_config_check_names_a_wrong_tensor(exported, tmp_path):
     _, path = exported
     text = triton_config.render_cpu_config(triton_config.ServingSettings()).replace('"tire_health"', '"tyre"')
