@@ -25,6 +25,7 @@ from strategist.model.config import ModelConfig
 from strategist.model.layers import (
     CNNStem,
     InputNormalizer,
+    IntervalCalibration,
     MLPHead,
     TacticalEmbedding,
     TacticalFusionBlock,
@@ -61,6 +62,7 @@ def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
     module.pace_head = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
     module.risk_head = MLPHead(cfg.head_in_features, cfg.head_hidden, cfg.n_risk_classes)
     module.tire_head = MLPHead(cfg.head_in_features, cfg.head_hidden, 1)
+    module.interval_calibration = IntervalCalibration()
 
 
 def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tensor) -> None:
@@ -123,6 +125,7 @@ class StrategistForwardMixin:
     pace_head: MLPHead
     risk_head: MLPHead
     tire_head: MLPHead
+    interval_calibration: IntervalCalibration
 
     def encode_laps(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, D]
         raise NotImplementedError
@@ -144,7 +147,7 @@ class StrategistForwardMixin:
         if cfg.lap_time_features:
             pooled = torch.cat([pooled, lap_time_ratios(cfg, telemetry)], dim=-1)  # [B, 2D + N]
 
-        pace_norm = non_crossing_quantiles(self.pace_head(pooled))  # [B, 3]
+        pace_norm = self.interval_calibration(non_crossing_quantiles(self.pace_head(pooled)))  # [B, 3]
         risk_logits = self.risk_head(pooled)  # [B, 3]
         return StrategistOutput(
             pace_quantiles=self.normalizer.pace_to_seconds(pace_norm),

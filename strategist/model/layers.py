@@ -236,3 +236,24 @@ def non_crossing_quantiles(raw: torch.Tensor) -> torch.Tensor:
     lower = median - F.softplus(raw[:, 0:1])
     upper = median + F.softplus(raw[:, 2:3])
     return torch.cat([lower, median, upper], dim=1)
+
+
+class IntervalCalibration(nn.Module):
+    """Post-hoc widening (or narrowing) of the P10-P90 corridor around the median.
+
+    Pinball training calibrates the quantiles on the training races; on races it has not seen the
+    corridor is usually too narrow. `scale` [2] (lower, upper) multiplies the distance of P10 and P90
+    from P50, fitted on held-out races by strategist.train.calibrate so that each tail holds its
+    nominal share of laps. Scales are positive, so the quantiles stay ordered. Ones = no change (how
+    every model starts and trains).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(2))
+
+    def forward(self, quantiles: torch.Tensor) -> torch.Tensor:  # [B, 3] -> [B, 3]
+        median = quantiles[:, 1:2]
+        lower = median - self.scale[0] * (median - quantiles[:, 0:1])
+        upper = median + self.scale[1] * (quantiles[:, 2:3] - median)
+        return torch.cat([lower, median, upper], dim=1)

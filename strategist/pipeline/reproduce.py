@@ -173,6 +173,28 @@ def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
     return best
 
 
+def _calibrate(checkpoint: Path, val: Path) -> dict | None:
+    from strategist.train.calibrate import TooFewLapsError, calibrate_checkpoint
+
+    try:
+        return calibrate_checkpoint(checkpoint, val)
+    except TooFewLapsError as exc:  # toy runs: say so, ship the uncalibrated corridor
+        print(f"[reproduce] corridor left uncalibrated: {exc}", flush=True)
+        return None
+
+
+def _calibration_line(meta: dict) -> str:
+    calib = meta.get("extra", {}).get("interval_calibration")
+    if not calib:
+        return "- P10-P90 corridor: not calibrated (too few validation laps)"
+    return (
+        f"- P10-P90 corridor calibrated on the validation races ({calib['n_laps']} laps; "
+        f"`strategist calibrate`): P10/P90 distances to P50 scaled by {calib['scale_lower']:.3f} / "
+        f"{calib['scale_upper']:.3f}, validation coverage {calib['coverage_before']:.3f} -> "
+        f"{calib['coverage_after']:.3f}"
+    )
+
+
 def _epochs_run(train_dir: Path) -> int | None:
     """Number of epoch records in the trainer's metrics.jsonl, if it wrote one."""
     path = train_dir / "metrics.jsonl"
@@ -217,6 +239,7 @@ def write_model_card(
         else "- Spatio-Temporal Interaction Transformer",
         f"- training: {epochs_run if epochs_run is not None else '?'} epoch(s) run of {plan.epochs} planned, "
         f"wall-clock cap {plan.train_minutes} min, CPU",
+        _calibration_line(meta),
         "",
         "## Data (simulated, pre-training)",
         "",
@@ -310,6 +333,9 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
     checkpoint = timer.run(
         "train", _train, plan, datasets["train"], datasets["val"], out / "train", done=out / "train"
     )
+    # Corridor widths fitted on the validation races (training circuits, other races); the test
+    # circuits stay unseen. Cheap and idempotent, so it always runs.
+    timer.run("calibrate", _calibrate, checkpoint, datasets["val"])
     evaluation = timer.run(
         "evaluate",
         run_evaluation,

@@ -160,6 +160,8 @@ def load_checkpoint(
             f"{weights_path}: lap_pos_embedding has {pos.shape[0]} lap slots but config.json says "
             f"n_lap_context={cfg.n_lap_context}"
         )
+    # Checkpoints saved before the corridor calibration existed carry no scale: uncalibrated (ones).
+    state.setdefault("interval_calibration.scale", torch.ones(2))
     model = build_model(cfg)
     try:
         model.load_state_dict(state, strict=True)
