@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from strategist.data.fastf1_reader import TRUTH_REQUIRED
 from strategist.sim.laptime import RaceSetup
 from strategist.sim.race import SC, VSC, RaceRecord
 from strategist.sim.telemetry import CarSamples, LapTrace
@@ -35,16 +36,8 @@ TELEMETRY_COLUMNS = (
     "Time",
     "SessionTime",
 )
-TRUTH_COLUMNS = (
-    "Driver",
-    "LapNumber",
-    "TireHealth",
-    "TrafficLoss",
-    "Overtaken",
-    "NoiseSigma",
-    "FuelMass",
-    "CleanLapTime",
-)
+# truth.csv is read back by the Data Engine: one definition of its columns, the reader's.
+TRUTH_COLUMNS = TRUTH_REQUIRED
 
 
 def timedelta_text(seconds: float) -> str:
