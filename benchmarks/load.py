@@ -34,7 +34,7 @@ import numpy as np
 from benchmarks import report, services
 from benchmarks.payloads import model_tensors, race_payloads
 from benchmarks.triton_load import open_loop
-from export.triton_config import CPU_MODEL_NAME
+from export.triton_config import CPU_MODEL_NAME, ServingSettings
 
 TARGETS = ("gateway", "triton", "peer")
 HELD_P99_MS = 50.0  # "held": p99 within this, no failures, and >= 95 % of the offered rate achieved
@@ -299,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=services.RESULTS_DIR,
                         help="results folder; the README is updated only for the default one")  # fmt: skip
     parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads in Triton's CPU model (default: ServingSettings')",
+    )
+    parser.add_argument(
         "--render-only", action="store_true", help="rewrite .md/README from <out>/<name>.json"
     )
     args = parser.parse_args(argv)
@@ -324,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         triton = gateway_srv = peer_srv = None
         if {"gateway", "triton"} & set(targets):
-            repo = services.build_repository(ckpt)
+            serving = ServingSettings()
+            if args.intra_op_threads is not None:
+                serving = ServingSettings(cpu_intra_op_threads=args.intra_op_threads)
+            repo = services.build_repository(ckpt, serving=serving)
             triton = stack.enter_context(services.local_triton(repo))
         if "gateway" in targets:
             assert triton is not None

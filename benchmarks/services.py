@@ -12,6 +12,7 @@ All servers listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -103,25 +104,34 @@ def checkpoint() -> Checkpoint:
     )
 
 
-def build_repository(ckpt: Checkpoint, *, with_unbatched_copy: bool = False) -> Path:
+def build_repository(
+    ckpt: Checkpoint, *, with_unbatched_copy: bool = False, serving: ServingSettings | None = None
+) -> Path:
     """CPU repository from `ckpt`; optionally a second model identical but for `dynamic_batching`.
 
     The unbatched twin's config comes from the same generator with `dynamic_batching=False` and its
     own name: nothing else differs (same ONNX, same Python model, same max_batch_size, instances, warmup).
     """
+    serving = serving or ServingSettings()
     repo = WORK_DIR / ("repo-batching-on-off" if with_unbatched_copy else "repo")
     stamp = repo / "built-from.json"
     weights = sorted(ckpt.path.glob("*.safetensors"))
-    source = json.dumps({"checkpoint": str(ckpt.path), "weights_mtime": [w.stat().st_mtime for w in weights]})
+    source = json.dumps(
+        {
+            "checkpoint": str(ckpt.path),
+            "weights_mtime": [w.stat().st_mtime for w in weights],
+            "serving": repr(serving),  # other settings: other config.pbtxt, so rebuild
+        }
+    )
     if stamp.is_file() and stamp.read_text() == source:
         return repo  # same checkpoint, same weights: the export would write the same files again
     shutil.rmtree(repo, ignore_errors=True)
-    build_cpu_repository(ckpt.path, repo, settings=ServingSettings())
+    build_cpu_repository(ckpt.path, repo, settings=serving)
     shutil.rmtree(repo / "virtual_strategist", ignore_errors=True)  # GPU model: not servable here
     if with_unbatched_copy:
         twin = repo / NO_BATCHING_MODEL
         shutil.copytree(repo / CPU_MODEL_NAME, twin)
-        unbatched = ServingSettings(dynamic_batching=False)
+        unbatched = dataclasses.replace(serving, dynamic_batching=False)
         (twin / "config.pbtxt").write_text(render_cpu_config(unbatched, name=NO_BATCHING_MODEL))
     stamp.write_text(source)
     return repo
