@@ -9,6 +9,8 @@ interleaved per body (so machine noise hits every variant alike):
 - json_plus_validate:     both, i.e. the gateway's parse + validation cost today
 - validate_json_native:   PredictRequest.model_validate_json(bytes): pydantic-core parses and validates in one pass
 - msgpack_plus_validate:  the same body as msgpack, unpacked and validated (a drop-in binary body)
+- gateway_binary_decode:  server.binary_format.decode, the gateway's application/vnd.strategist.f32
+                          body: decode, every schema check and a PredictRequest ready for preprocess
 - raw_float32:            the 30 sample arrays as one float32 block + a small JSON header, decoded with
                           np.frombuffer and range-checked with numpy (what a binary tensor format would cost)
 - preprocess:             the Data Engine step after validation (alignment onto 100 steps), for scale.
@@ -30,6 +32,7 @@ import numpy as np
 
 from benchmarks import report, services
 from benchmarks.payloads import DEFAULT_RACE_LAPS, race_payloads
+from server import binary_format
 from server.preprocess import preprocess
 from server.schemas import CHANNEL_LIMITS, PredictRequest
 from strategist import contract
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     as_json = payloads.encoded()
     as_msgpack = [msgpack.packb(body) for body in payloads.bodies]
     as_raw = [to_raw_float32(body) for body in payloads.bodies]
+    as_gateway_binary = [binary_format.encode(body) for body in payloads.bodies]
     parsed = [PredictRequest.model_validate(body) for body in payloads.bodies]
 
     variants: dict[str, Callable[[int], object]] = {
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate_json_native": lambda i: PredictRequest.model_validate_json(as_json[i]),
         "msgpack_plus_validate": lambda i: PredictRequest.model_validate(msgpack.unpackb(as_msgpack[i])),
         "raw_float32": lambda i: from_raw_float32(as_raw[i]),
+        "gateway_binary_decode": lambda i: binary_format.decode(as_gateway_binary[i]),
         "preprocess": lambda i: preprocess([parsed[i]], default_race_laps=DEFAULT_RACE_LAPS),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
