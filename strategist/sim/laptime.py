@@ -227,7 +227,7 @@ def _draw_field(
                 team_color=color,
                 team_idx=t,
                 pace_deficit_s=float(team_deficit[t] + rng.choice(drv_pool) * 0.8),
-                noise_sigma_s=float(rng.choice(library.lap_sigma_s)) * 0.75,
+                noise_sigma_s=float(rng.choice(library.lap_sigma_s)) * 0.5,
                 deg_factor=float(np.exp(rng.normal(0.0, 0.2))),
                 start_perf_s=float(rng.normal(0.0, 0.15)),
                 pit_fisk=fisk,
