@@ -40,31 +40,18 @@ def _build(race_dirs: list[Path], out: Path) -> Path:
 
 
 def _train_arm(out: Path, train: Path, val: Path, plan: FinetunePlan, extra: list[str]) -> Path:
-    from strategist.cli import main as cli_main
+    from strategist.pipeline.reproduce import run_train_command
 
     if not (out / "best" / "config.json").is_file():
-        argv = [
-            "train",
-            "--train",
-            str(train),
-            "--val",
-            str(val),
-            "--out",
-            str(out),
-            "--seed",
-            str(plan.seed),
-        ]
-        argv += [
-            "--epochs",
-            str(plan.epochs),
-            "--max-minutes",
-            str(plan.train_minutes),
-            "--no-progress",
-            *extra,
-        ]
-        code = cli_main(argv)
-        if code != 0:
-            raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
+        run_train_command(
+            train,
+            val,
+            out,
+            seed=plan.seed,
+            epochs=plan.epochs,
+            max_minutes=plan.train_minutes,
+            extra=["--no-progress", *extra],
+        )
     return out / "best"
 
 

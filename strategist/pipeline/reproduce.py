@@ -143,29 +143,33 @@ def _build_split(race_dirs: list[Path], out: Path) -> Path:
     return out
 
 
-def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
-    """`strategist train` into out/; returns the best checkpoint folder (out/best)."""
+def run_train_command(
+    train: Path, val: Path, out: Path, *, seed: int, epochs: int, max_minutes: float, extra: list[str]
+) -> None:
+    """Run `strategist train` in-process (the same entry point a person types); raise on failure."""
     from strategist.cli import main as cli_main
 
+    argv = ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--seed", str(seed)]
+    argv += ["--epochs", str(epochs), "--max-minutes", str(max_minutes), *extra]
+    if not sys.stderr.isatty() and "--no-progress" not in argv:  # a log file gets epoch lines, not bars
+        argv.append("--no-progress")
+    code = cli_main(argv)
+    if code != 0:
+        raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
+
+
+def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
+    """`strategist train` into out/; returns the best checkpoint folder (out/best)."""
     if not _done(out):
-        argv = [
-            "train",
-            "--train",
-            str(train),
-            "--val",
-            str(val),
-            "--out",
-            str(out),
-            "--seed",
-            str(plan.seed),
-        ]
-        argv += ["--epochs", str(plan.epochs), "--max-minutes", str(plan.train_minutes)]
-        argv += plan.extra_train_args
-        if not sys.stderr.isatty() and "--no-progress" not in argv:  # a log file gets epoch lines, not bars
-            argv.append("--no-progress")
-        code = cli_main(argv)
-        if code != 0:
-            raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
+        run_train_command(
+            train,
+            val,
+            out,
+            seed=plan.seed,
+            epochs=plan.epochs,
+            max_minutes=plan.train_minutes,
+            extra=list(plan.extra_train_args),
+        )
         _mark_done(out)
     best = out / "best"
     if not (best / "config.json").is_file():
