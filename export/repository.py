@@ -83,6 +83,18 @@ def write_configs(repo_dir: Path, settings: ServingSettings) -> tuple[Path, Path
     return paths[0], paths[1]
 
 
+def _build_details(checkpoint_dir, meta, cfg, onnx_path: Path, parity_max_abs_diff: float, settings) -> dict:
+    """What build_info.json records for any target: which checkpoint, which ONNX, which settings."""
+    return {
+        "checkpoint": str(Path(checkpoint_dir or BASE_CHECKPOINT_DIR).resolve()),
+        "checkpoint_revision": meta.get("code_revision"),
+        "impl": cfg.impl,
+        "onnx_sha256": _sha256(onnx_path),
+        "onnx_parity_max_abs_diff": parity_max_abs_diff,
+        "settings": asdict(settings),
+    }
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -125,14 +137,7 @@ def build_cpu_repository(
     cpu_config, gpu_config = write_configs(repo_dir, settings)
     check_config_against_onnx(cpu_config, onnx_path, max_batch_size=settings.max_batch_size)
     check_config_against_onnx(gpu_config, onnx_path, max_batch_size=settings.max_batch_size)
-    details = {
-        "checkpoint": str(Path(checkpoint_dir or BASE_CHECKPOINT_DIR).resolve()),
-        "checkpoint_revision": meta.get("code_revision"),
-        "impl": cfg.impl,
-        "onnx_sha256": _sha256(onnx_path),
-        "onnx_parity_max_abs_diff": parity.max_abs_diff,
-        "settings": asdict(settings),
-    }
+    details = _build_details(checkpoint_dir, meta, cfg, onnx_path, parity.max_abs_diff, settings)
     (version_dir / BUILD_INFO_FILE).write_text(json.dumps(details, indent=2) + "\n")
     seconds = time.perf_counter() - started
     log.info("CPU model written to %s in %.1f s (ONNX parity %.2g)", version_dir, seconds, parity.worst)
@@ -200,14 +205,9 @@ def build_gpu_repository(
     cpu_config, gpu_config = write_configs(repo_dir, settings)
     check_config_against_onnx(gpu_config, onnx_path, max_batch_size=profile.max_batch)
     details = {
-        "checkpoint": str(Path(checkpoint_dir or BASE_CHECKPOINT_DIR).resolve()),
-        "checkpoint_revision": meta.get("code_revision"),
-        "impl": cfg.impl,
-        "onnx_sha256": _sha256(onnx_path),
-        "onnx_parity_max_abs_diff": onnx_parity.max_abs_diff,
+        **_build_details(checkpoint_dir, meta, cfg, onnx_path, onnx_parity.max_abs_diff, settings),
         "engine": asdict(info),
         "fp16_parity": report.as_dict(),
-        "settings": asdict(settings),
     }
     (version_dir / BUILD_INFO_FILE).write_text(json.dumps(details, indent=2, default=str) + "\n")
     shutil.rmtree(work_dir, ignore_errors=True)
