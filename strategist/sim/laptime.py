@@ -239,14 +239,22 @@ def _draw_field(
 
 def _plan_strategy(rng: np.random.Generator, entry: Entry, n_laps: int, life: dict[str, float]) -> None:
     """Pick stints that cover the race before each set's cliff, with two different dry compounds."""
-    one_stop = [("MEDIUM", "HARD"), ("HARD", "MEDIUM"), ("SOFT", "HARD"), ("SOFT", "MEDIUM")]
-    two_stop = [
+    one_stop: list[tuple[str, ...]] = [
+        ("MEDIUM", "HARD"),
+        ("HARD", "MEDIUM"),
+        ("SOFT", "HARD"),
+        ("SOFT", "MEDIUM"),
+    ]
+    two_stop: list[tuple[str, ...]] = [
         ("SOFT", "MEDIUM", "MEDIUM"),
         ("MEDIUM", "HARD", "MEDIUM"),
         ("SOFT", "HARD", "SOFT"),
         ("MEDIUM", "MEDIUM", "HARD"),
     ]
-    three_stop = [("SOFT", "MEDIUM", "MEDIUM", "HARD"), ("MEDIUM", "HARD", "MEDIUM", "HARD")]
+    three_stop: list[tuple[str, ...]] = [
+        ("SOFT", "MEDIUM", "MEDIUM", "HARD"),
+        ("MEDIUM", "HARD", "MEDIUM", "HARD"),
+    ]
 
     def feasible(seq: tuple[str, ...]) -> bool:
         return sum(life[c] for c in seq) * 1.05 >= n_laps
