@@ -248,6 +248,8 @@ class IntervalCalibration(nn.Module):
     every model starts and trains).
     """
 
+    scale: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("scale", torch.ones(2))
