@@ -168,7 +168,9 @@ class _Caster:
         self.onnx = onnx
         self.graph = model.graph
         self.floats = floats
-        self.dtype = {name: onnx.TensorProto.FLOAT for name in floats}  # current type of each float tensor
+        self.dtype: dict[str, int] = {
+            name: onnx.TensorProto.FLOAT for name in floats
+        }  # current type of each float tensor
         self.initializers = {init.name: init for init in self.graph.initializer}
         self.casts: dict[tuple[str, int], str] = {}  # (tensor, to) -> cast output, one Cast per pair
         self.new_nodes: list = []
@@ -201,7 +203,8 @@ class _Caster:
         return cast_name
 
     def visit(self, node, keep_fp32: bool) -> None:
-        fp16, fp32 = self.onnx.TensorProto.FLOAT16, self.onnx.TensorProto.FLOAT
+        fp16: int = self.onnx.TensorProto.FLOAT16
+        fp32: int = self.onnx.TensorProto.FLOAT
         float_inputs = [name for name in node.input if name in self.floats]
         if keep_fp32 or not float_inputs:
             target = fp32

@@ -83,7 +83,9 @@ def write_configs(repo_dir: Path, settings: ServingSettings) -> tuple[Path, Path
     return paths[0], paths[1]
 
 
-def _build_details(checkpoint_dir, meta, cfg, onnx_path: Path, parity_max_abs_diff: float, settings) -> dict:
+def _build_details(
+    checkpoint_dir, meta, cfg, onnx_path: Path, parity_max_abs_diff: dict[int, dict[str, float]], settings
+) -> dict:
     """What build_info.json records for any target: which checkpoint, which ONNX, which settings."""
     return {
         "checkpoint": str(Path(checkpoint_dir or BASE_CHECKPOINT_DIR).resolve()),
