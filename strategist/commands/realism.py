@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     check = f"cross-check: simulator truth `Overtaken` on green car-laps: {_fmt(truth_pct, '{:.2f}')} %"
     console.print(escape(check))
 
-    speed_cols = ("circuit", "laps sim/real", "r", "best shift [lap]", "r at shift")
+    speed_cols: tuple[str, ...] = ("circuit", "laps sim/real", "r", "best shift [lap]", "r at shift")
     speed_cols += ("lap time sim-real [s]", "top speed sim-real [km/h]", "min speed sim-real [km/h]")
     speed_table = Table(title="Speed trace, median over green laps")
     for col in speed_cols:
