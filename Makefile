@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy server
+	$(BIN)/mypy strategist server export
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
