@@ -6,6 +6,11 @@ here once and imported everywhere else. Change it here or nowhere.
 Model inputs (physical units; normalisation happens inside the model):
     telemetry  float32 [B, 5, 100, 5]  laps [L, L-1, L-2, L-5, L_base] x 100 distance steps x CHANNELS
     tactical   float32 [B, 2, 2]       [car ahead, car behind] x [gap s, pace delta s]
+    context    float32 [B, N_CONTEXT]  the timing the pit wall has (CONTEXT_FEATURES): per lap slot its
+                                       exact fuel-corrected lap time relative to lap L, tyre life, stint
+                                       lap, compound, track status and pit flags; race progress. Models
+                                       built with ModelConfig.n_context = 0 (the two-input design) have
+                                       no such input.
 
 Model outputs:
     pace_quantiles float32 [B, 3]  tau 0.1 / 0.5 / 0.9 of the next lap's *fuel-corrected* lap time,
@@ -50,6 +55,39 @@ NO_CAR_GAP_S = 30.0
 NO_CAR_PACE_DELTA_S = 0.0
 MAX_ABS_PACE_DELTA_S = 30.0
 
+# --- timing context ------------------------------------------------------------------------
+# What the timing feed says about each lap of the stack (strategist.data.context builds it). One
+# block of CONTEXT_SLOT_FEATURES per lap slot in LAP_SLOTS order, then CONTEXT_RACE_FEATURES.
+# Encodings: times in s, ages in laps, flags 0/1; an unknown compound is all-zero one-hot; a lap
+# without a usable time (none given, or a slot repeating the more recent slot's lap) has
+# fc_delta_s 0 and lap_time_missing 1, so "missing" is never confused with "as fast as lap L".
+COMPOUNDS: tuple[str, ...] = ("SOFT", "MEDIUM", "HARD", "INTERMEDIATE", "WET")
+# FastF1 TrackStatus digits: 1 green, 2 yellow, 4 SC, 5 red, 6 VSC deployed, 7 VSC ending.
+TRACK_STATUS_FLAGS: dict[str, frozenset[str]] = {
+    "yellow": frozenset("2"),
+    "sc": frozenset("4"),
+    "vsc": frozenset("67"),
+    "red": frozenset("5"),
+}
+CONTEXT_SLOT_FEATURES: tuple[str, ...] = (
+    "fc_delta_s",  # fuel-corrected lap time of this slot minus lap L's, s (0 for lap L itself)
+    "lap_time_missing",
+    "tyre_life",  # laps on this set of tyres at the end of the lap
+    "stint_lap",  # laps into the stint (1 = out-lap)
+    "same_stint",  # 1 when the lap is in lap L's stint
+    "laps_back",  # lap L's number minus this lap's number
+    *(f"compound_{c.lower()}" for c in COMPOUNDS),
+    *(f"status_{name}" for name in TRACK_STATUS_FLAGS),
+    "pit_in",
+    "pit_out",
+)
+CONTEXT_RACE_FEATURES: tuple[str, ...] = ("race_progress",)  # lap L / race laps
+CONTEXT_FEATURES: tuple[str, ...] = (
+    *(f"{slot}.{name}" for slot in LAP_SLOTS for name in CONTEXT_SLOT_FEATURES),
+    *CONTEXT_RACE_FEATURES,
+)
+N_CONTEXT = len(CONTEXT_FEATURES)
+
 # --- outputs ---------------------------------------------------------------------------------
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 RISK_CLASSES: tuple[str, ...] = ("none", "traffic_loss", "overtaken")
@@ -57,6 +95,7 @@ TRAFFIC_LOSS_THRESHOLD_S = 1.5
 
 INPUT_TELEMETRY = "telemetry"
 INPUT_TACTICAL = "tactical"
+INPUT_CONTEXT = "context"
 OUTPUT_PACE = "pace_quantiles"
 OUTPUT_RISK = "risk_probs"
 OUTPUT_TIRE = "tire_health"
@@ -64,6 +103,7 @@ OUTPUT_TIRE = "tire_health"
 INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     INPUT_TELEMETRY: (N_LAP_CONTEXT, N_STEPS, len(CHANNELS)),
     INPUT_TACTICAL: (len(TACTICAL_ROWS), len(TACTICAL_COLS)),
+    INPUT_CONTEXT: (N_CONTEXT,),
 }
 OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
     OUTPUT_PACE: (len(QUANTILES),),

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from strategist.contract import CHANNELS, N_LAP_CONTEXT, N_STEPS
+from strategist.contract import CHANNELS, N_CONTEXT, N_LAP_CONTEXT, N_STEPS
+from strategist.data.context import context_vector, driver_lap_timings
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import Race, read_race
 from strategist.data.labels import label_table, regime
@@ -34,7 +35,7 @@ from strategist.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the timing context array
 STINT_HISTORY = 8  # stint_fc_laps width
 PROGRESS_DIR = "progress"
 STD_FLOOR = 1e-6  # a constant channel would otherwise divide by zero in the model's normalisation
@@ -42,6 +43,7 @@ STD_FLOOR = 1e-6  # a constant channel would otherwise divide by zero in the mod
 ARRAY_SPECS: dict[str, tuple[str, tuple[int, ...]]] = {
     "telemetry": ("float32", (N_LAP_CONTEXT, N_STEPS, len(CHANNELS))),
     "tactical": ("float32", (2, 2)),
+    "context": ("float32", (N_CONTEXT,)),
     "pace_ref": ("float32", ()),
     "pace_target": ("float32", ()),
     "risk": ("int64", ()),
@@ -153,6 +155,8 @@ def _driver_samples(
         )
         for n, r in records.items()
     ]
+    timings = driver_lap_timings(dlaps)
+    race_laps = int(race.laps["LapNumber"].max())
     clean_fc = {
         n: (np.nan if (r.is_pit_in or r.is_pit_out or r.is_neutralised or n <= 1) else float(r.FcLapTime))
         for n, r in records.items()
@@ -184,6 +188,14 @@ def _driver_samples(
         ]
         rows["telemetry"].append(telemetry)
         rows["tactical"].append(tactical)
+        rows["context"].append(
+            context_vector(
+                [timings[n] for n in choice.laps],
+                fuel=race.fuel_model,
+                race_laps=race_laps,
+                where=f"{race_id} driver {driver} lap {lap}",
+            )
+        )
         rows["pace_ref"].append(l_row.FcLapTime)
         rows["pace_target"].append(t_row.FcLapTime)
         rows["risk"].append(int(t_row.Risk))
@@ -398,12 +410,14 @@ def compute_stats(out: Path, shards: list[dict[str, Any]]) -> dict[str, Any]:
     tac_sum = np.zeros((2, 2))
     tac_sq = np.zeros((2, 2))
     deltas: list[np.ndarray] = []
+    contexts: list[np.ndarray] = []
     n = 0
     for s in shards:
         with np.load(out / s["file"]) as z:
             tel = z["telemetry"].astype(np.float64).reshape(-1, len(CHANNELS))
             tac = z["tactical"].astype(np.float64)
             deltas.append(z["pace_target"].astype(np.float64) - z["pace_ref"])
+            contexts.append(z["context"].astype(np.float64))
         n_tel += tel.shape[0]
         tel_sum += tel.sum(0)
         tel_sq += (tel**2).sum(0)
@@ -415,14 +429,23 @@ def compute_stats(out: Path, shards: list[dict[str, Any]]) -> dict[str, Any]:
     tel_mean = tel_sum / n_tel
     tac_mean = tac_sum / n
     delta = np.concatenate(deltas)
+    delta = delta[np.isfinite(delta)]
+    context = np.concatenate(contexts)
+    # The pace target's centre and scale are robust (median, 1.4826 x MAD): pit and safety-car laps
+    # move the next lap by 20-60 s, and a plain s.d. (~7 s on real races) would squeeze the racing
+    # laps the corridor is for (~0.4 s) into a sliver of the head's output range.
+    centre = float(np.median(delta)) if delta.size else 0.0
+    scale = float(1.4826 * np.median(np.abs(delta - centre))) if delta.size else 1.0
     return {
         "n": n,
         "telemetry_mean": tel_mean.tolist(),
         "telemetry_std": np.maximum(np.sqrt(np.maximum(tel_sq / n_tel - tel_mean**2, 0)), STD_FLOOR).tolist(),
         "tactical_mean": tac_mean.tolist(),
         "tactical_std": np.maximum(np.sqrt(np.maximum(tac_sq / n - tac_mean**2, 0)), STD_FLOOR).tolist(),
-        "pace_delta_mean": float(delta.mean()),
-        "pace_delta_std": float(max(delta.std(), STD_FLOOR)),
+        "pace_delta_mean": centre,
+        "pace_delta_std": max(scale, STD_FLOOR),
+        "context_mean": context.mean(axis=0).tolist(),
+        "context_std": np.maximum(context.std(axis=0), STD_FLOOR).tolist(),
     }
 
 

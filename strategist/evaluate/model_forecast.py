@@ -15,15 +15,14 @@ def model_predictions(model, data: Arrays, batch_size: int = 512) -> Predictions
     """
     import torch
 
-    telemetry, tactical = data["telemetry"], data["tactical"]
+    names = model.model_config.input_names  # telemetry, tactical (, context)
     pace, risk, tire = [], [], []
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(telemetry), batch_size):
+        for start in range(0, len(data[names[0]]), batch_size):
             stop = start + batch_size
             out_pace, out_risk, out_tire = model(
-                torch.from_numpy(np.ascontiguousarray(telemetry[start:stop], dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(tactical[start:stop], dtype=np.float32)),
+                *(torch.from_numpy(np.ascontiguousarray(data[k][start:stop], dtype=np.float32)) for k in names)
             )
             pace.append(out_pace.numpy())
             risk.append(out_risk.numpy())

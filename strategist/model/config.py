@@ -55,6 +55,15 @@ class ModelConfig:
     lap_time_features: bool = True
     lap_time_min_speed_kmh: float = 10.0  # a standing car (pit box) must not make 1/Speed explode
 
+    # --- timing context (third input) ---
+    # Width of the context vector (contract.N_CONTEXT); 0 builds the two-input design that reads
+    # telemetry and tactical only. With a context, each lap slot's block of timing features
+    # (contract.CONTEXT_SLOT_FEATURES) is projected onto that slot's token before the lap
+    # transformer (so attention knows an SC lap from a green one), and the whole vector, through a
+    # small MLP, goes to the heads. Checkpoints saved before the context existed load as 0.
+    n_context: int = contract.N_CONTEXT
+    context_hidden: int = 128
+
     # --- heads ---
     head_hidden: int = 128
     quantiles: tuple[float, ...] = contract.QUANTILES
@@ -84,6 +93,11 @@ class ModelConfig:
             problems.append("stem_channels is empty")
         if self.n_lap_context < 1:
             problems.append(f"n_lap_context {self.n_lap_context} must be >= 1")
+        if self.n_context not in (0, contract.N_CONTEXT):
+            problems.append(
+                f"n_context {self.n_context} must be 0 (two-input model) or {contract.N_CONTEXT} "
+                "(strategist.contract.CONTEXT_FEATURES)"
+            )
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout {self.dropout} must be in [0, 1)")
         if problems:
@@ -91,8 +105,23 @@ class ModelConfig:
 
     @property
     def head_in_features(self) -> int:
-        """Width of what the heads read: [token of lap L, mean token] (+ lap-time ratios)."""
-        return 2 * self.d_model + (self.n_lap_context if self.lap_time_features else 0)
+        """Width of what the heads read: [token of lap L, mean token] (+ lap-time ratios) (+ context)."""
+        return (
+            2 * self.d_model
+            + (self.n_lap_context if self.lap_time_features else 0)
+            + (self.context_hidden if self.n_context else 0)
+        )
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's inputs in forward() order (contract names): two, or three with a context."""
+        names = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
+        return (*names, contract.INPUT_CONTEXT) if self.n_context else names
+
+    @property
+    def n_context_slot_features(self) -> int:
+        """Per-slot block width of the context vector (the rest are race-level features)."""
+        return len(contract.CONTEXT_SLOT_FEATURES)
 
     @property
     def stem_out_steps(self) -> int:
@@ -116,7 +145,8 @@ class ModelConfig:
                 f"ModelConfig: unknown field(s) {unknown}; known fields are {sorted(known)}"
             )
         # Checkpoints written before the lap-time features existed were built without them.
-        data = {"lap_time_features": False, **data}
+        # Likewise for the timing context: they are two-input models.
+        data = {"lap_time_features": False, "n_context": 0, **data}
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelConfig:

@@ -24,6 +24,7 @@ from strategist.errors import DataError, StackSizeError
 from strategist.model.config import ModelConfig
 from strategist.model.layers import (
     CNNStem,
+    ContextEncoder,
     InputNormalizer,
     IntervalCalibration,
     MLPHead,
@@ -58,14 +59,23 @@ def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
     module.embed_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
     module.embed_dropout = nn.Dropout(cfg.dropout)
     module.tactical_embedding = TacticalEmbedding(cfg)
+    if cfg.n_context:
+        module.context_encoder = ContextEncoder(cfg)
     module.fusion = TacticalFusionBlock(cfg)
     module.pace_head = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
     module.risk_head = MLPHead(cfg.head_in_features, cfg.head_hidden, cfg.n_risk_classes)
     module.tire_head = MLPHead(cfg.head_in_features, cfg.head_hidden, 1)
     module.interval_calibration = IntervalCalibration()
+    if cfg.n_context:
+        # Start from "next lap = lap L" (the strongest simple forecast): a zero pace head output is a
+        # zero delta up to the normalisation offset, so training can only add what the data supports.
+        nn.init.zeros_(module.pace_head.out.weight)
+        nn.init.zeros_(module.pace_head.out.bias)
 
 
-def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tensor) -> None:
+def check_inputs(
+    cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tensor, context: torch.Tensor | None = None
+) -> None:
     """Shape checks only (static under ONNX export): the stack size first, with its own error."""
     if telemetry.dim() != 4:
         raise DataError(
@@ -92,6 +102,26 @@ def check_inputs(cfg: ModelConfig, telemetry: torch.Tensor, tactical: torch.Tens
             f"batch sizes differ: telemetry {telemetry.shape[0]}, tactical {tactical.shape[0]}",
             field=contract.INPUT_TACTICAL,
         )
+    if cfg.n_context and context is None:
+        raise DataError(
+            f"this model reads the timing context: give {contract.INPUT_CONTEXT} [B, {cfg.n_context}]",
+            field=contract.INPUT_CONTEXT,
+        )
+    if not cfg.n_context and context is not None:
+        raise DataError(
+            "this model was built without a timing context (n_context=0): give telemetry and tactical only",
+            field=contract.INPUT_CONTEXT,
+        )
+    if context is not None:
+        if context.dim() != 2 or context.shape[1] != cfg.n_context:
+            raise DataError(
+                f"expected [B, {cfg.n_context}], got shape {tuple(context.shape)}", field=contract.INPUT_CONTEXT
+            )
+        if context.shape[0] != telemetry.shape[0]:
+            raise DataError(
+                f"batch sizes differ: telemetry {telemetry.shape[0]}, context {context.shape[0]}",
+                field=contract.INPUT_CONTEXT,
+            )
 
 
 def lap_time_ratios(cfg: ModelConfig, telemetry: torch.Tensor) -> torch.Tensor:
@@ -126,17 +156,24 @@ class StrategistForwardMixin:
     risk_head: MLPHead
     tire_head: MLPHead
     interval_calibration: IntervalCalibration
+    context_encoder: ContextEncoder
 
     def encode_laps(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, D]
         raise NotImplementedError
 
-    def forward_train(self, telemetry: torch.Tensor, tactical: torch.Tensor) -> StrategistOutput:
+    def forward_train(
+        self, telemetry: torch.Tensor, tactical: torch.Tensor, context: torch.Tensor | None = None
+    ) -> StrategistOutput:
         cfg = self.model_config
-        check_inputs(cfg, telemetry, tactical)
+        check_inputs(cfg, telemetry, tactical, context)
         batch, n_laps = telemetry.shape[0], telemetry.shape[1]
 
         laps = self.normalizer.telemetry(telemetry).reshape(batch * n_laps, cfg.n_steps, cfg.n_channels)
         tokens = self.stem(laps).view(batch, n_laps, cfg.d_model)  # [B, N, D]
+        context_features = None
+        if context is not None:
+            slot_offsets, context_features = self.context_encoder(self.normalizer.context(context))
+            tokens = tokens + slot_offsets  # [B, N, D]
         tokens = self.embed_dropout(self.embed_norm(tokens + self.lap_pos_embedding))
         tokens = self.encode_laps(tokens)  # [B, N, D]
 
@@ -146,6 +183,8 @@ class StrategistForwardMixin:
         pooled = torch.cat([fused[:, 0], fused.mean(dim=1)], dim=-1)  # [B, 2D]
         if cfg.lap_time_features:
             pooled = torch.cat([pooled, lap_time_ratios(cfg, telemetry)], dim=-1)  # [B, 2D + N]
+        if context_features is not None:
+            pooled = torch.cat([pooled, context_features], dim=-1)  # [..., + H]
 
         pace_norm = self.interval_calibration(non_crossing_quantiles(self.pace_head(pooled)))  # [B, 3]
         risk_logits = self.risk_head(pooled)  # [B, 3]

@@ -94,6 +94,9 @@ class VirtualStrategistModel(StrategistForwardMixin, PreTrainedModel):
         # Parameters and buffers the generic init does not know about.
         if module is self:
             nn.init.normal_(self.lap_pos_embedding, std=0.02)
+            if self.model_config.n_context:  # start from persistence, as the plain implementation does
+                nn.init.zeros_(self.pace_head.out.weight)
+                nn.init.zeros_(self.pace_head.out.bias)
         elif isinstance(module, TacticalEmbedding):
             nn.init.normal_(module.row_embedding, std=0.02)
         elif isinstance(module, InputNormalizer):
@@ -104,6 +107,6 @@ class VirtualStrategistModel(StrategistForwardMixin, PreTrainedModel):
         return self.encoder(tokens).last_hidden_state
 
     def forward(
-        self, telemetry: torch.Tensor, tactical: torch.Tensor
+        self, telemetry: torch.Tensor, tactical: torch.Tensor, context: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.forward_train(telemetry, tactical).as_tuple()
+        return self.forward_train(telemetry, tactical, context).as_tuple()

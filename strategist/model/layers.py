@@ -38,6 +38,7 @@ STAT_KEYS = (
     "pace_delta_mean",
     "pace_delta_std",
 )
+CONTEXT_STAT_KEYS = ("context_mean", "context_std")  # only for models with a timing context
 
 
 class InputNormalizer(nn.Module):
@@ -47,6 +48,7 @@ class InputNormalizer(nn.Module):
         telemetry_mean, telemetry_std  [C]      per channel
         tactical_mean,  tactical_std   [T, 2]   per row (ahead/behind) and column (gap, pace delta)
         pace_delta_mean, pace_delta_std []      of pace_target - pace_ref, seconds
+        context_mean,   context_std    [K]      per context feature (models with n_context = K > 0)
     Defaults (0 / 1) make an untrained model well defined; set_stats() copies the training data's.
     """
 
@@ -56,23 +58,29 @@ class InputNormalizer(nn.Module):
     tactical_std: torch.Tensor
     pace_delta_mean: torch.Tensor
     pace_delta_std: torch.Tensor
+    context_mean: torch.Tensor
+    context_std: torch.Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.stat_keys = STAT_KEYS + (CONTEXT_STAT_KEYS if cfg.n_context else ())
         self.register_buffer("telemetry_mean", torch.zeros(cfg.n_channels))
         self.register_buffer("telemetry_std", torch.ones(cfg.n_channels))
         self.register_buffer("tactical_mean", torch.zeros(cfg.n_tactical_rows, cfg.n_tactical_cols))
         self.register_buffer("tactical_std", torch.ones(cfg.n_tactical_rows, cfg.n_tactical_cols))
         self.register_buffer("pace_delta_mean", torch.zeros(()))
         self.register_buffer("pace_delta_std", torch.ones(()))
+        if cfg.n_context:
+            self.register_buffer("context_mean", torch.zeros(cfg.n_context))
+            self.register_buffer("context_std", torch.ones(cfg.n_context))
 
     @torch.no_grad()
     def set_stats(self, stats: Mapping[str, Any]) -> None:
         """Copy dataset statistics (manifest.json "stats") into the buffers, checking each one."""
-        missing = [k for k in STAT_KEYS if k not in stats]
+        missing = [k for k in self.stat_keys if k not in stats]
         if missing:
             raise StrategistError(f"dataset stats lack {missing} (have {sorted(stats)})")
-        for key in STAT_KEYS:
+        for key in self.stat_keys:
             buffer: torch.Tensor = getattr(self, key)
             value = torch.as_tensor(stats[key], dtype=torch.float32)
             if value.shape != buffer.shape:
@@ -95,13 +103,16 @@ class InputNormalizer(nn.Module):
 
     def stats(self) -> dict[str, Any]:
         """The buffers as plain lists/floats, in the manifest's "stats" layout."""
-        return {k: getattr(self, k).tolist() for k in STAT_KEYS}
+        return {k: getattr(self, k).tolist() for k in self.stat_keys}
 
     def telemetry(self, x: torch.Tensor) -> torch.Tensor:  # [..., C] -> [..., C]
         return (x - self.telemetry_mean) / self.telemetry_std
 
     def tactical(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 2] -> [B, T, 2]
         return (x - self.tactical_mean) / self.tactical_std
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, K]
+        return (x - self.context_mean) / self.context_std
 
     def pace_to_seconds(self, z: torch.Tensor) -> torch.Tensor:  # normalised delta -> seconds
         return z * self.pace_delta_std + self.pace_delta_mean
@@ -212,6 +223,35 @@ class TacticalFusionBlock(_PostNormBlock):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg.d_model, cfg.n_fusion_heads, cfg.d_ff, cfg.dropout, cfg.layer_norm_eps)
+
+
+class ContextEncoder(nn.Module):
+    """Normalised timing context [B, K] -> (per-slot token offsets [B, N, D], head features [B, H]).
+
+    The first N x F entries are one block of F features per lap slot (contract.CONTEXT_FEATURES):
+    each block is projected (shared weights) plus nothing else onto its slot's token, so the lap
+    transformer sees which laps were SC, pit or slow laps. The whole vector goes through a small
+    MLP to the heads, where the exact lap-time history is most directly useful.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_slots = cfg.n_lap_context
+        self.n_slot_features = cfg.n_context_slot_features
+        self.slot_proj = nn.Linear(self.n_slot_features, cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_context, cfg.context_hidden),
+            nn.GELU(),
+            nn.Linear(cfg.context_hidden, cfg.context_hidden),
+            nn.GELU(),
+        )
+
+    def forward(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = context.shape[0]
+        slots = context[:, : self.n_slots * self.n_slot_features].reshape(
+            batch, self.n_slots, self.n_slot_features
+        )  # [B, N, F]
+        return self.slot_proj(slots), self.mlp(context)  # [B, N, D], [B, H]
 
 
 class MLPHead(nn.Module):

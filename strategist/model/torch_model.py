@@ -13,7 +13,8 @@ from strategist.model.layers import LapAttentionBlock
 class VirtualStrategist(StrategistForwardMixin, nn.Module):
     """Spatio-Temporal Interaction Transformer.
 
-    forward(telemetry [B, 5, 100, 5], tactical [B, 2, 2]) -> (pace_quantiles [B, 3] s,
+    forward(telemetry [B, 5, 100, 5], tactical [B, 2, 2], context [B, K] when n_context = K > 0)
+    -> (pace_quantiles [B, 3] s,
     risk_probs [B, 3], tire_health [B, 1]): the tensor contract, physical units in and out.
     forward_train() returns a StrategistOutput with the logits the loss needs.
     """
@@ -30,6 +31,6 @@ class VirtualStrategist(StrategistForwardMixin, nn.Module):
         return tokens
 
     def forward(
-        self, telemetry: torch.Tensor, tactical: torch.Tensor
+        self, telemetry: torch.Tensor, tactical: torch.Tensor, context: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.forward_train(telemetry, tactical).as_tuple()
+        return self.forward_train(telemetry, tactical, context).as_tuple()

@@ -37,14 +37,16 @@ class TooFewLapsError(StrategistError):
 
 @torch.no_grad()
 def predict_normalised_quantiles(
-    model: Any, telemetry: np.ndarray, tactical: np.ndarray, batch_size: int = 512
+    model: Any, inputs: dict[str, np.ndarray], batch_size: int = 512
 ) -> np.ndarray:
-    """[n, 5, 100, 5], [n, 2, 2] -> [n, 3] uncalibrated quantiles in normalised pace units."""
+    """The model's inputs by contract name ([n, 5, 100, 5], [n, 2, 2] (, [n, K])) -> [n, 3]
+    quantiles in normalised pace units."""
+    names = model.model_config.input_names
+    n = len(inputs[names[0]])
     outputs = []
-    for start in range(0, len(telemetry), batch_size):
+    for start in range(0, n, batch_size):
         out = model.forward_train(
-            torch.from_numpy(telemetry[start : start + batch_size]),
-            torch.from_numpy(tactical[start : start + batch_size]),
+            *(torch.from_numpy(np.ascontiguousarray(inputs[k][start : start + batch_size])) for k in names)
         )
         outputs.append(out.pace_quantiles_norm.numpy())
     return np.concatenate(outputs)
@@ -77,18 +79,19 @@ def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, Any]:
 
     loaded, cfg, meta = load_checkpoint(checkpoint)
     model: StrategistModel = loaded  # the attributes of StrategistForwardMixin
-    arrays, _ = load_dataset(dataset, fields=["telemetry", "tactical", "pace_ref", "pace_target"])
+    arrays, _ = load_dataset(dataset, fields=[*cfg.input_names, "pace_ref", "pace_target"])
     keep = np.isfinite(arrays["pace_target"]) & np.isfinite(arrays["pace_ref"])
+    inputs = {name: arrays[name][keep] for name in cfg.input_names}
     # Fit on the uncalibrated corridor, so calibrating twice gives the same answer.
     model.interval_calibration.scale.fill_(1.0)
-    quantiles_norm = predict_normalised_quantiles(model, arrays["telemetry"][keep], arrays["tactical"][keep])
+    quantiles_norm = predict_normalised_quantiles(model, inputs)
     normalizer = model.normalizer
     delta = arrays["pace_target"][keep] - arrays["pace_ref"][keep]
     target_norm = (delta - float(normalizer.pace_delta_mean)) / float(normalizer.pace_delta_std)
     lower, upper = fit_interval_scale(quantiles_norm, target_norm)
     before = float(np.mean((target_norm >= quantiles_norm[:, 0]) & (target_norm <= quantiles_norm[:, 2])))
     model.interval_calibration.scale.copy_(torch.tensor([lower, upper]))
-    calibrated = predict_normalised_quantiles(model, arrays["telemetry"][keep], arrays["tactical"][keep])
+    calibrated = predict_normalised_quantiles(model, inputs)
     after = float(np.mean((target_norm >= calibrated[:, 0]) & (target_norm <= calibrated[:, 2])))
     report = {
         "scale_lower": lower,

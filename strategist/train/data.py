@@ -28,13 +28,14 @@ from strategist.model.layers import STAT_KEYS
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 RISK_UNKNOWN = -1
 
 # array -> (dtype kind, per-sample shape)
 _ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
     "telemetry": ("f", (contract.N_LAP_CONTEXT, contract.N_STEPS, len(contract.CHANNELS))),
     "tactical": ("f", (len(contract.TACTICAL_ROWS), len(contract.TACTICAL_COLS))),
+    "context": ("f", (contract.N_CONTEXT,)),
     "pace_ref": ("f", ()),
     "pace_target": ("f", ()),
     "risk": ("i", ()),
@@ -64,6 +65,7 @@ class StrategistDataset(Dataset):
 
     telemetry: torch.Tensor
     tactical: torch.Tensor
+    context: torch.Tensor
     pace_delta: torch.Tensor
     risk: torch.Tensor
     tire_health: torch.Tensor
@@ -78,6 +80,7 @@ class StrategistDataset(Dataset):
         return {
             "telemetry": self.telemetry[index],
             "tactical": self.tactical[index],
+            "context": self.context[index],
             "pace_delta": self.pace_delta[index],
             "risk": self.risk[index],
             "tire_health": self.tire_health[index],
@@ -118,7 +121,7 @@ def _read_shard(path: Path, expected_n: int, n_classes: int) -> dict[str, np.nda
                 field=name,
             )
         arrays[name] = value
-    for name in ("telemetry", "tactical", "pace_ref"):
+    for name in ("telemetry", "tactical", "context", "pace_ref"):
         finite = np.isfinite(arrays[name].reshape(expected_n, -1)).all(axis=1)
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])
@@ -208,6 +211,7 @@ def load_dataset(folder: str | Path, n_risk_classes: int = len(contract.RISK_CLA
     return StrategistDataset(
         telemetry=torch.from_numpy(data["telemetry"].astype(np.float32, copy=False)),
         tactical=torch.from_numpy(data["tactical"].astype(np.float32, copy=False)),
+        context=torch.from_numpy(data["context"].astype(np.float32, copy=False)),
         pace_delta=torch.from_numpy(pace_delta),
         risk=torch.from_numpy(data["risk"].astype(np.int64, copy=False)),
         tire_health=torch.from_numpy(data["tire_health"].astype(np.float32, copy=False)),

@@ -36,6 +36,6 @@ class StrategistTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         core: Any = model.module if hasattr(model, "module") else model  # DataParallel on multi-GPU hosts
-        out = core.forward_train(inputs["telemetry"], inputs["tactical"])
+        out = core.forward_train(*(inputs[name] for name in core.model_config.input_names))
         terms = joint_loss(out, inputs, core.normalizer, core.model_config.quantiles, self.loss_weights)
         return (terms.total, out.as_tuple()) if return_outputs else terms.total

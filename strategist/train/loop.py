@@ -85,8 +85,8 @@ class _TrainForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, telemetry: torch.Tensor, tactical: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model.forward_train(telemetry, tactical)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model.forward_train(*inputs)  # telemetry, tactical (, context)
         return tuple(getattr(out, f.name) for f in dataclasses.fields(out))
 
 
@@ -177,7 +177,7 @@ def evaluate(
     for chunk in indices.split(tcfg.val_batch_size):
         batch = _to(dataset[chunk], info.device)
         with _autocast(info.device, tcfg.amp):
-            out = model.forward_train(batch["telemetry"], batch["tactical"])
+            out = model.forward_train(*(batch[name] for name in model.model_config.input_names))
         terms = joint_loss(out, batch, model.normalizer, cfg.quantiles, tcfg.loss_weights)
         _add_loss_terms(sums, terms, len(chunk))
         pace = out.pace_quantiles.float()
@@ -215,6 +215,9 @@ def _build(
         model, cfg, _ = load_checkpoint(tcfg.init_from, n_lap_context=model_cfg.n_lap_context)
         if model_cfg.impl != cfg.impl:
             model, cfg = _convert_impl(model, source_cfg, model_cfg.impl)
+        if model_cfg.n_context != cfg.n_context:
+            model = _add_context(model, cfg, model_cfg, train_set, str(tcfg.init_from))
+            return model, model.model_config, None
         log.info(
             "initialised from %s (architecture and normalisation stats from the checkpoint)", tcfg.init_from
         )
@@ -222,6 +225,47 @@ def _build(
     fresh: StrategistModel = build_model(model_cfg)
     fresh.set_stats(train_set.stats)
     return fresh, model_cfg, None
+
+
+def _add_context(
+    source: StrategistModel,
+    source_cfg: ModelConfig,
+    model_cfg: ModelConfig,
+    train_set: StrategistDataset,
+    name: str,
+) -> StrategistModel:
+    """A model with the requested timing context, started from a checkpoint built without one (or
+    the other way round): every weight whose name and shape match is copied (stem, lap transformer,
+    tactical fusion), the context encoder and the heads' first layers start fresh.
+
+    Normalisation: telemetry and tactical statistics stay the checkpoint's (its stem was trained on
+    them); the context and pace-target statistics are the training set's, as nothing else has them.
+    """
+    cfg = source_cfg.replace(n_context=model_cfg.n_context, context_hidden=model_cfg.context_hidden)
+    model: StrategistModel = build_model(cfg)
+    target = model.state_dict()
+    copied, fresh = [], []
+    for key, value in source.state_dict().items():
+        if key in target and target[key].shape == value.shape and not key.startswith("normalizer."):
+            target[key] = value
+            copied.append(key)
+    fresh = [k for k in target if k not in copied and not k.startswith("normalizer.")]
+    if cfg.n_context:  # a fresh pace head starts from persistence (see strategist.model.core)
+        for key in ("pace_head.out.weight", "pace_head.out.bias"):
+            target[key] = torch.zeros_like(target[key])
+    model.load_state_dict(target)
+    stats = {**source.normalizer.stats(), **{k: train_set.stats[k] for k in model.normalizer.stat_keys
+             if k.startswith(("context_", "pace_delta_"))}}  # fmt: skip
+    model.set_stats(stats)
+    log.info(
+        "initialised from %s with n_context=%d: %d tensors copied, %d fresh (%s)",
+        name,
+        cfg.n_context,
+        len(copied),
+        len(fresh),
+        ", ".join(sorted({k.split(".")[0] for k in fresh})),
+    )
+    return model
 
 
 def _convert_impl(model: StrategistModel, cfg: ModelConfig, impl: str) -> tuple[StrategistModel, ModelConfig]:
@@ -345,7 +389,7 @@ def _train(
                 break
             batch = _to(train_set[torch.as_tensor(indices)], info.device)
             with _autocast(info.device, tcfg.amp):
-                out_tuple = forward(batch["telemetry"], batch["tactical"])
+                out_tuple = forward(*(batch[name] for name in model_cfg.input_names))
             terms = joint_loss(
                 StrategistOutput(*out_tuple), batch, model.normalizer, model_cfg.quantiles, tcfg.loss_weights
             )
