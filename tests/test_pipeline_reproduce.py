@@ -47,14 +47,14 @@ def test_reproduce_ships_a_loadable_checkpoint_with_card(tiny_reproduce):
 
 
 def test_reproduce_holds_out_circuits_and_races(tiny_reproduce):
-    from strategist.data.dataset import load_dataset
+    from strategist.data.dataset_format import load_arrays
 
     _plan, root, _summary = tiny_reproduce
     split = json.loads((root / "asset" / "split.json").read_text())
     assert set(split["train"]).isdisjoint(split["test"])
     races, tracks = {}, {}
     for name in ("train", "val", "test"):
-        arrays, _ = load_dataset(root / "run" / "data" / name, fields=["race", "track"])
+        arrays, _ = load_arrays(root / "run" / "data" / name, fields=["race", "track"])
         races[name], tracks[name] = set(arrays["race"].tolist()), set(arrays["track"].tolist())
     assert races["train"].isdisjoint(races["val"]) and races["train"].isdisjoint(races["test"])
     assert races["val"].isdisjoint(races["test"])

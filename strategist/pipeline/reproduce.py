@@ -287,7 +287,9 @@ def ship(checkpoint: Path, dest: Path) -> Path:
 
 
 def _count_samples(dataset: Path) -> int:
-    return int(json.loads((dataset / "manifest.json").read_text())["n_samples"])
+    from strategist.data.dataset_format import read_manifest
+
+    return int(read_manifest(dataset)["n_samples"])
 
 
 def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to: Path | None = None) -> dict:

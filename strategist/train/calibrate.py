@@ -71,11 +71,11 @@ def fit_interval_scale(
 
 def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, float]:
     """Fit the corridor scales of `checkpoint` on `dataset` and write them into the checkpoint."""
-    from strategist.data.dataset import load_dataset
+    from strategist.data.dataset_format import load_arrays
     from strategist.train.checkpoint import load_checkpoint, save_checkpoint
 
     model, cfg, meta = load_checkpoint(checkpoint)
-    arrays, _ = load_dataset(dataset, fields=["telemetry", "tactical", "pace_ref", "pace_target"])
+    arrays, _ = load_arrays(dataset, fields=["telemetry", "tactical", "pace_ref", "pace_target"])
     keep = np.isfinite(arrays["pace_target"]) & np.isfinite(arrays["pace_ref"])
     # Fit on the uncalibrated corridor, so calibrating twice gives the same answer.
     model.interval_calibration.scale.fill_(1.0)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from strategist.data.dataset_format import RISK_UNKNOWN
 from strategist.model.core import StrategistOutput
 from strategist.model.layers import InputNormalizer
-from strategist.train.data import RISK_UNKNOWN
 
 DEFAULT_WEIGHTS = (1.0, 0.5, 2.0)  # pace pinball, risk cross-entropy, tire MSE
 
