@@ -81,7 +81,7 @@ def test_real_laps_align_to_plausible_tensors(sakhir):
 
 
 def test_race_without_telemetry(real_races_dir):
-    race = read_race(real_races_dir / "02_jeddah")
+    race = read_race(real_races_dir / "08_montreal")
     assert not race.has_telemetry and len(race.gaps) == len(race.laps)
     assert race.laps["is_sc"].any()
 
