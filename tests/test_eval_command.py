@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.eval_data import synthetic_arrays, write_dataset
 
 from strategist.cli import main
 from strategist.errors import DataError
 from strategist.evaluate.datasets import check_no_race_leak
-from strategist.evaluate.synthetic import synthetic_arrays, write_dataset
 
 
 def _tiny_checkpoint(out_dir, stats):

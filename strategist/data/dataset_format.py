@@ -1,0 +1,383 @@
+"""The dataset format (docs/data-format.md): what a dataset folder holds, written and read here only.
+
+    <folder>/manifest.json       format_version, n_samples, shards, races, stats, ...
+    <folder>/shard-00000.npz     one array per ARRAY_SPECS name, every array with the same first axis
+
+Every writer (the Data Engine's builder, the synthetic datasets of tests) goes through
+write_shard() and write_manifest(); every reader (training, evaluation, export, the pipeline) goes
+through read_manifest() and load_arrays(). The normalisation statistics a model copies into its
+buffers come from compute_stats(), the one place that decides how they are computed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strategist.contract import CHANNELS, N_LAP_CONTEXT, N_STEPS, RISK_CLASSES, TACTICAL_COLS, TACTICAL_ROWS
+from strategist.errors import DataError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+STINT_HISTORY = 8  # stint_fc_laps width
+RISK_UNKNOWN = -1  # risk label of a sample whose next lap has no truth
+STD_FLOOR = 1e-6  # a constant channel would otherwise divide by zero in the model's normalisation
+
+# name -> (dtype, per-sample shape); "str" arrays are numpy unicode.
+ARRAY_SPECS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "telemetry": ("float32", (N_LAP_CONTEXT, N_STEPS, len(CHANNELS))),
+    "tactical": ("float32", (len(TACTICAL_ROWS), len(TACTICAL_COLS))),
+    "pace_ref": ("float32", ()),
+    "pace_target": ("float32", ()),
+    "risk": ("int64", ()),
+    "tire_health": ("float32", ()),
+    "fc_laps": ("float32", (N_LAP_CONTEXT,)),
+    "stint_fc_laps": ("float32", (STINT_HISTORY,)),
+    "tyre_life": ("float32", ()),
+    "noise_sigma": ("float32", ()),
+    "clean_target": ("float32", ()),
+    "race": ("str", ()),
+    "track": ("str", ()),
+    "driver": ("str", ()),
+    "lap": ("int32", ()),
+    "regime": ("str", ()),
+}
+# Model inputs: a NaN here is a writer bug, never a missing value (targets may be NaN / RISK_UNKNOWN).
+FINITE_ARRAYS = ("telemetry", "tactical", "pace_ref")
+# The keys of one manifest "races" entry.
+RACE_FIELDS = ("race", "source", "track", "n", "simulated", "has_telemetry", "skipped", "seconds")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npz"
+
+
+def manifest_path(folder: str | Path) -> Path:
+    return Path(folder) / MANIFEST_NAME
+
+
+def is_dataset_dir(folder: str | Path) -> bool:
+    return manifest_path(folder).is_file()
+
+
+def empty_array(name: str) -> np.ndarray:
+    """A zero-sample array of `name` with its dtype and per-sample shape."""
+    dtype, shape = ARRAY_SPECS[name]
+    return np.zeros((0, *shape), dtype="<U1" if dtype == "str" else dtype)
+
+
+def _dtype_kinds(dtype: str) -> tuple[str, ...]:
+    """numpy dtype kinds accepted for a spec dtype (any float width, any integer, unicode)."""
+    if dtype == "str":
+        return ("U",)
+    kind = np.dtype(dtype).kind
+    return ("i", "u") if kind == "i" else (kind,)
+
+
+def check_array(name: str, value: np.ndarray, n: int, *, file: str | None = None) -> None:
+    """Raise DataError unless `value` is a known array of dtype kind and shape [n, *per-sample shape]."""
+    if name not in ARRAY_SPECS:
+        raise DataError(f"unknown dataset field {name!r}; known: {list(ARRAY_SPECS)}", file=file, field=name)
+    dtype, sample_shape = ARRAY_SPECS[name]
+    if value.dtype.kind not in _dtype_kinds(dtype):
+        expected = {"f": "float", "i": "integer", "U": "string"}[_dtype_kinds(dtype)[0]]
+        raise DataError(f"dtype {value.dtype}, expected {expected}", file=file, field=name)
+    if value.shape != (n, *sample_shape):
+        raise DataError(
+            f"shape {value.shape}, expected {(n, *sample_shape)} (manifest n={n})", file=file, field=name
+        )
+
+
+def _sample_name(arrays: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """driver / lap of sample i, for error messages (best effort: those arrays are optional)."""
+    out: dict[str, Any] = {}
+    for key in ("driver", "lap"):
+        try:
+            out[key] = arrays[key][i].item()
+        except (KeyError, ValueError, IndexError):
+            pass
+    return out
+
+
+def check_values(arrays: Mapping[str, np.ndarray], *, file: str | None = None, names: Any = None) -> None:
+    """Inputs finite and risk a known class or RISK_UNKNOWN; the error names sample, driver and lap.
+
+    `names`: where driver / lap are looked up for the message (default: `arrays`)."""
+    names = arrays if names is None else names
+    for name in FINITE_ARRAYS:
+        if name not in arrays:
+            continue
+        value = arrays[name]
+        finite = np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"non-finite input in sample {i} ({int((~finite).sum())} sample(s) in this shard)",
+                file=file,
+                field=name,
+                **_sample_name(names, i),
+            )
+    if "risk" in arrays:
+        risk = arrays["risk"]
+        bad = (risk < RISK_UNKNOWN) | (risk >= len(RISK_CLASSES))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"risk class {int(risk[i])} in sample {i}; expected 0..{len(RISK_CLASSES) - 1} "
+                f"or {RISK_UNKNOWN} (unknown)",
+                file=file,
+                field="risk",
+                **_sample_name(names, i),
+            )
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_shard(path: str | Path, arrays: Mapping[str, np.ndarray]) -> int:
+    """Check `arrays` against ARRAY_SPECS and write them as one .npz (atomically); returns n.
+
+    Writers may leave out arrays they have no data for (a reader asks for the fields it needs);
+    whatever they write must match the spec, with one sample count for all."""
+    path = Path(path)
+    if "pace_ref" not in arrays:
+        raise DataError("a shard needs at least pace_ref", file=str(path), field="pace_ref")
+    n = len(arrays["pace_ref"])
+    for name, value in arrays.items():
+        check_array(name, np.asarray(value), n, file=str(path))
+    check_values(arrays, file=str(path))
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return n
+
+
+def race_entry(
+    race: str,
+    *,
+    track: str,
+    n: int,
+    simulated: bool,
+    has_telemetry: bool = True,
+    source: str | None = None,
+    skipped: Mapping[str, int] | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """One manifest "races" entry (RACE_FIELDS)."""
+    return {
+        "race": race,
+        "source": source,
+        "track": track,
+        "n": int(n),
+        "simulated": bool(simulated),
+        "has_telemetry": bool(has_telemetry),
+        "skipped": dict(skipped or {}),
+        "seconds": seconds,
+    }
+
+
+def write_manifest(
+    folder: str | Path,
+    *,
+    shards: Sequence[Mapping[str, Any]],
+    races: Sequence[Mapping[str, Any]],
+    stats: Mapping[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """Write manifest.json (atomically) and return it.
+
+    shards: {"file", "n", ...} of the shards with samples, in sample order; races: race_entry()
+    dicts of every race read (also those that gave no samples); stats: compute_stats() of the
+    samples; fields: further top-level keys (fuel_model, skipped, corrected, build, ...)."""
+    path = manifest_path(folder)
+    for entry in races:
+        missing = [k for k in RACE_FIELDS if k not in entry]
+        if missing:
+            raise DataError(
+                f"race entry {entry.get('race')!r} lacks {missing}", file=str(path), field="races"
+            )
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "n_samples": int(sum(int(s["n"]) for s in shards)),
+        "shards": [dict(s) for s in shards],
+        "races": [dict(r) for r in races],
+        "stats": dict(stats),
+        **fields,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+    return manifest
+
+
+def write_dataset(
+    folder: str | Path,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    n_shards: int = 1,
+    simulated: bool = True,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Samples held in memory -> `n_shards` shards + manifest (races and stats from the arrays)."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(arrays["pace_ref"])
+    bounds = np.linspace(0, n, n_shards + 1).astype(int)
+    shards = []
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        count = write_shard(root / shard_name(i), {k: v[lo:hi] for k, v in arrays.items()})
+        shards.append({"file": shard_name(i), "n": count})
+    race_ids = arrays["race"] if "race" in arrays else np.full(n, "synthetic")
+    tracks = arrays["track"] if "track" in arrays else race_ids
+    races = []
+    for race in sorted(set(np.asarray(race_ids).astype(str).tolist())):
+        mask = race_ids == race
+        races.append(race_entry(race, track=str(tracks[mask][0]), n=int(mask.sum()), simulated=simulated))
+    stats = compute_stats([arrays])
+    return write_manifest(root, shards=shards, races=races, stats=stats, **fields)
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def compute_stats(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """Normalisation statistics (the manifest "stats" block) over every sample of `parts`.
+
+    Each part holds telemetry [n, 5, 100, 5] and tactical [n, 2, 2], and either pace_delta [m] or
+    pace_ref + pace_target [n] (delta = target - ref; NaN deltas are left out). Float64 running
+    sums, so shards can stream through one at a time. Every std is floored at STD_FLOOR. Without
+    any finite pace delta (or only one) the pace statistics are the neutral mean 0 s / std 1 s.
+    Returns {} when there are no samples."""
+    n = n_rows = n_delta = 0
+    tel_sum = np.zeros(len(CHANNELS))
+    tel_sq = np.zeros(len(CHANNELS))
+    tac_sum = np.zeros((len(TACTICAL_ROWS), len(TACTICAL_COLS)))
+    tac_sq = np.zeros_like(tac_sum)
+    delta_sum = delta_sq = 0.0
+    for part in parts:
+        tel = np.asarray(part["telemetry"], dtype=np.float64).reshape(-1, len(CHANNELS))  # [n*5*100, 5]
+        tac = np.asarray(part["tactical"], dtype=np.float64)  # [n, 2, 2]
+        if "pace_delta" in part:
+            delta = np.asarray(part["pace_delta"], dtype=np.float64)
+        else:
+            delta = np.asarray(part["pace_target"], dtype=np.float64) - part["pace_ref"]
+        delta = delta[np.isfinite(delta)]
+        n += tac.shape[0]
+        n_rows += tel.shape[0]
+        tel_sum += tel.sum(0)
+        tel_sq += (tel**2).sum(0)
+        tac_sum += tac.sum(0)
+        tac_sq += (tac**2).sum(0)
+        n_delta += delta.size
+        delta_sum += float(delta.sum())
+        delta_sq += float((delta**2).sum())
+    if n == 0:
+        return {}
+
+    def std(sq: Any, mean: Any, count: int) -> Any:
+        return np.maximum(np.sqrt(np.maximum(sq / count - mean**2, 0.0)), STD_FLOOR)
+
+    tel_mean, tac_mean = tel_sum / n_rows, tac_sum / n
+    delta_mean = delta_sum / n_delta if n_delta else 0.0
+    return {
+        "n": n,
+        "telemetry_mean": tel_mean.tolist(),
+        "telemetry_std": std(tel_sq, tel_mean, n_rows).tolist(),
+        "tactical_mean": tac_mean.tolist(),
+        "tactical_std": std(tac_sq, tac_mean, n).tolist(),
+        "pace_delta_mean": float(delta_mean),
+        "pace_delta_std": float(std(delta_sq, delta_mean, n_delta)) if n_delta > 1 else 1.0,
+    }
+
+
+def shard_stats(folder: str | Path, shards: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """compute_stats() over the listed shards of `folder`, one shard in memory at a time."""
+    fields = ("telemetry", "tactical", "pace_ref", "pace_target")
+
+    def parts() -> Iterable[dict[str, np.ndarray]]:
+        for s in shards:
+            with np.load(Path(folder) / s["file"]) as z:
+                yield {k: z[k] for k in fields}
+
+    return compute_stats(parts())
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a dataset folder; DataError when it is missing, unreadable or of another version."""
+    path = manifest_path(folder)
+    if not path.is_file():
+        raise DataError(
+            f"no {MANIFEST_NAME}: not a dataset folder (or its build did not finish)", file=str(path)
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON: {exc}", file=str(path)) from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"format_version {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}",
+            file=str(path),
+            field="format_version",
+        )
+    return manifest
+
+
+def load_arrays(
+    folder: str | Path,
+    fields: Sequence[str] | None = None,
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, manifest): the shards concatenated along the sample axis; `fields` limits which
+    arrays are read (default: all of ARRAY_SPECS); with `limit`, shards are read in order only
+    until at least `limit` samples are in (a sample of a large dataset without reading all of it).
+
+    Each array is checked against ARRAY_SPECS and the manifest's sample counts, model inputs for
+    finiteness and risk for its range; a DataError names the shard, field and, where known, the
+    sample's driver and lap."""
+    folder = Path(folder)
+    manifest = dict(manifest) if manifest is not None else read_manifest(folder)
+    names = list(fields) if fields else list(ARRAY_SPECS)
+    unknown = [f for f in names if f not in ARRAY_SPECS]
+    if unknown:
+        raise DataError(f"unknown dataset field(s) {unknown}; known: {list(ARRAY_SPECS)}", field=unknown[0])
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    read = 0
+    for entry in manifest.get("shards") or []:
+        if limit is not None and read >= limit:
+            break
+        path = folder / entry["file"]
+        n = int(entry["n"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                for name in names:
+                    if name not in z.files:
+                        raise DataError(f"array missing (have {sorted(z.files)})", file=str(path), field=name)
+                shard = {name: z[name] for name in names}
+                for name, value in shard.items():
+                    check_array(name, value, n, file=str(path))
+                check_values(shard, file=str(path), names=z)
+        except DataError:
+            raise
+        except (OSError, KeyError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read shard: {type(exc).__name__}: {exc}", file=str(path)) from exc
+        for name, value in shard.items():
+            parts[name].append(value)
+        read += n
+    arrays = {name: np.concatenate(parts[name]) if parts[name] else empty_array(name) for name in names}
+    if limit is None and "n_samples" in manifest and int(manifest["n_samples"]) != read:
+        raise DataError(
+            f"n_samples {manifest['n_samples']} but shards hold {read}",
+            file=str(manifest_path(folder)),
+            field="n_samples",
+        )
+    return arrays, manifest
