@@ -92,7 +92,7 @@ def checkpoint() -> Checkpoint:
         import torch
 
         from strategist.model import ModelConfig, build_model
-        from strategist.train.checkpoint import save_checkpoint
+        from strategist.model.checkpoint import save_checkpoint
 
         torch.manual_seed(0)
         cfg = ModelConfig()

@@ -64,7 +64,7 @@ def load_model_for_export(checkpoint_dir: Path | None):
         raise StrategistError(
             f"no checkpoint at {checkpoint_dir}{hint}: train one with `strategist train` or pass --checkpoint DIR"
         )
-    from strategist.train.checkpoint import load_checkpoint
+    from strategist.model.checkpoint import load_checkpoint
 
     return load_checkpoint(checkpoint_dir)
 

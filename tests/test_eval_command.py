@@ -14,8 +14,8 @@ from strategist.evaluate.synthetic import synthetic_arrays, write_dataset
 
 def _tiny_checkpoint(out_dir, stats):
     from strategist.model import build_model
+    from strategist.model.checkpoint import save_checkpoint
     from strategist.model.tiny import tiny_config
-    from strategist.train.checkpoint import save_checkpoint
 
     cfg = tiny_config()
     model = build_model(cfg)

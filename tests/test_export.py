@@ -58,7 +58,7 @@ def exported(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from strategist.train.checkpoint import save_checkpoint
+    from strategist.model.checkpoint import save_checkpoint
 
     model = tiny_model("torch")
     return save_checkpoint(

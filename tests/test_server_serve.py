@@ -23,8 +23,8 @@ from server.local_stack import ServeOptions, curl_example, ensure_cpu_repository
 from server.triton_launcher import TritonLaunchError, find_tritonserver
 from strategist.cli import main as cli_main
 from strategist.model import ModelConfig, build_model
+from strategist.model.checkpoint import save_checkpoint
 from strategist.paths import PROJECT_ROOT
-from strategist.train.checkpoint import save_checkpoint
 
 EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
 

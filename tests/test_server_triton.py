@@ -30,7 +30,7 @@ from strategist.data.labels import label_table
 from strategist.data.stack import choose_stack_laps
 from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
-from strategist.train.checkpoint import save_checkpoint
+from strategist.model.checkpoint import save_checkpoint
 
 API_KEY = "e2e-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

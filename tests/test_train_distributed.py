@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
+from strategist.model.checkpoint import load_checkpoint
 from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.paths import PROJECT_ROOT
-from strategist.train.checkpoint import load_checkpoint
 from strategist.train.synthetic import write_synthetic_dataset
 
 

@@ -23,7 +23,7 @@ def tiny_cpu_repository(tmp_path_factory) -> Path:
 
     from export.repository import build_cpu_repository
     from strategist.model import ModelConfig, build_model
-    from strategist.train.checkpoint import save_checkpoint
+    from strategist.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = ModelConfig(

@@ -102,7 +102,7 @@ _ARCH_FIELDS = (
 def run(args: argparse.Namespace) -> int:
     from strategist.errors import StrategistError
     from strategist.model import ModelConfig
-    from strategist.train.checkpoint import read_model_config
+    from strategist.model.checkpoint import read_model_config
     from strategist.train.loop import TrainConfig, train
 
     rank = int(os.environ.get("RANK", "0"))

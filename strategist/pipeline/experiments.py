@@ -57,7 +57,7 @@ def _train_arm(out: Path, train: Path, val: Path, plan: FinetunePlan, extra: lis
 
 def _architecture_args(base: Path) -> list[str]:
     """`strategist train` flags that rebuild the base's architecture (the scratch arm must match it)."""
-    from strategist.train.checkpoint import read_model_config
+    from strategist.model.checkpoint import read_model_config
 
     cfg = read_model_config(base)
     args = [f"--{flag}={getattr(cfg, flag.replace('-', '_'))}" for flag in _ARCH_FLAGS]

@@ -72,7 +72,7 @@ def fit_interval_scale(
 def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, float]:
     """Fit the corridor scales of `checkpoint` on `dataset` and write them into the checkpoint."""
     from strategist.data.dataset import load_dataset
-    from strategist.train.checkpoint import load_checkpoint, save_checkpoint
+    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
 
     model, cfg, meta = load_checkpoint(checkpoint)
     arrays, _ = load_dataset(dataset, fields=["telemetry", "tactical", "pace_ref", "pace_target"])
