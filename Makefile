@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy server
+	$(BIN)/mypy server strategist/serving
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q

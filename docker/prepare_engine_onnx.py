@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from export.mixed_precision import convert_to_mixed_precision, precision_summary
-from export.triton_config import CPU_MODEL_NAME, GPU_MODEL_NAME
+from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.errors import StrategistError
 from strategist.paths import MODEL_REPOSITORY_DIR
 
