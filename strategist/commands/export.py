@@ -9,7 +9,7 @@ TARGETS = ("onnx", "cpu", "trt", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US
+    from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_QUEUE_DELAY_US
     from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
 
     parser = subparsers.add_parser(
@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_BATCH,
         help="Triton max_batch_size = TensorRT profile max",
     )
-    parser.add_argument("--opt-batch", type=int, default=32, help="TensorRT profile optimum batch")
+    parser.add_argument(
+        "--opt-batch", type=int, default=DEFAULT_OPT_BATCH, help="TensorRT profile optimum batch"
+    )
     parser.add_argument(
         "--queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US, help="dynamic batcher max queue delay"
     )
