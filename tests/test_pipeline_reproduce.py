@@ -35,7 +35,7 @@ def tiny_reproduce(tmp_path_factory):
 
 
 def test_reproduce_ships_a_loadable_checkpoint_with_card(tiny_reproduce):
-    from strategist.train.checkpoint import load_checkpoint
+    from strategist.model.checkpoint import load_checkpoint
 
     plan, root, summary = tiny_reproduce
     asset = root / "asset"
@@ -74,7 +74,7 @@ def test_era_transfer_compares_finetuned_scratch_and_base(tiny_reproduce, tmp_pa
     results = payload["results"]
     assert {"base + fine-tune", "scratch", "base, no fine-tune", "persistence", "gbm"} <= set(results)
     # the scratch arm has the base's architecture, so the comparison is like for like
-    from strategist.train.checkpoint import read_model_config
+    from strategist.model.checkpoint import read_model_config
 
     assert read_model_config(tmp_path / "transfer" / "scratch" / "best").d_model == 16
     tracks = json.loads((tmp_path / "transfer" / "split.json").read_text())

@@ -12,9 +12,9 @@ from helpers.training_data import write_synthetic_dataset
 
 from strategist.errors import DataError, StrategistError
 from strategist.model import ModelConfig, build_model
+from strategist.model.checkpoint import load_checkpoint
 from strategist.model.core import StrategistOutput
 from strategist.model.tiny import TINY_OVERRIDES as TINY
-from strategist.train.checkpoint import load_checkpoint
 from strategist.train.data import load_dataset
 from strategist.train.distributed import DistInfo
 from strategist.train.loop import TrainConfig, evaluate, freeze_stem, train

@@ -15,6 +15,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from strategist.errors import StrategistError
 from strategist.train.config import ARCH_FIELDS, TrainConfig
@@ -35,7 +36,7 @@ class FinetunePlan:
     # Training options both arms share; seed, epochs and train_minutes above win.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(progress=False))
 
-    def arm_config(self, **changes: object) -> TrainConfig:
+    def arm_config(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(
             self.train, seed=self.seed, epochs=self.epochs, max_minutes=self.train_minutes, **changes
         )
@@ -59,7 +60,7 @@ def _train_arm(out: Path, train: Path, val: Path, tcfg: TrainConfig, arch: dict 
 
 def _architecture(base: Path) -> dict:
     """The base's architecture (the scratch arm must match it)."""
-    from strategist.train.checkpoint import read_model_config
+    from strategist.model.checkpoint import read_model_config
 
     cfg = read_model_config(base)
     return {name: getattr(cfg, name) for name in ARCH_FIELDS}

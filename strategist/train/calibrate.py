@@ -72,8 +72,8 @@ def fit_interval_scale(
 def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, Any]:
     """Fit the corridor scales of `checkpoint` on `dataset` and write them into the checkpoint."""
     from strategist.data.dataset_format import load_arrays
+    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
     from strategist.model.core import StrategistModel
-    from strategist.train.checkpoint import load_checkpoint, save_checkpoint
 
     loaded, cfg, meta = load_checkpoint(checkpoint)
     model: StrategistModel = loaded  # the attributes of StrategistForwardMixin

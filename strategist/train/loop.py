@@ -32,15 +32,15 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model, count_parameters
-from strategist.model.core import StrategistModel, StrategistOutput
-from strategist.train import distributed
-from strategist.train.checkpoint import (
+from strategist.model.checkpoint import (
     load_checkpoint,
     load_training_state,
     read_model_config,
     save_checkpoint,
     save_training_state,
 )
+from strategist.model.core import StrategistModel, StrategistOutput
+from strategist.train import distributed
 from strategist.train.config import TrainConfig
 from strategist.train.data import StrategistDataset, load_dataset
 from strategist.train.loss import joint_loss
