@@ -11,7 +11,7 @@ EXTRAS ?= serve,bench,dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv serve test lint typecheck pytest demo clean
+.PHONY: venv serve test lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,6 @@ venv: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/strategist serve
-
-demo: $(STAMP)
-	$(BIN)/strategist demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,7 +34,8 @@ import numpy as np
 from benchmarks import report, services
 from benchmarks.payloads import model_tensors, race_payloads
 from benchmarks.triton_load import open_loop
-from export.triton_config import CPU_MODEL_NAME, ServingSettings
+from export.triton_config import ServingSettings
+from strategist.contract import CPU_MODEL_NAME
 
 TARGETS = ("gateway", "triton", "peer")
 HELD_P99_MS = 50.0  # "held": p99 within this, no failures, and >= 95 % of the offered rate achieved

@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks import report, services
 from benchmarks.payloads import model_tensors, race_payloads
 from benchmarks.triton_load import closed_loop
-from export.triton_config import CPU_MODEL_NAME
+from strategist.contract import CPU_MODEL_NAME
 
 MODEL_LATENCY = Path(__file__).resolve().parent / "model_latency.py"
 

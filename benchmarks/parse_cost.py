@@ -34,8 +34,9 @@ from benchmarks import report, services
 from benchmarks.payloads import DEFAULT_RACE_LAPS, race_payloads
 from server import binary_format
 from server.preprocess import preprocess
-from server.schemas import CHANNEL_LIMITS, PredictRequest
+from server.schemas import PredictRequest
 from strategist import contract
+from strategist.limits import CHANNEL_LIMITS
 
 
 def to_raw_float32(body: dict[str, Any]) -> bytes:

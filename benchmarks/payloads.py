@@ -2,7 +2,7 @@
 
 The race comes from the simulator (`strategist.sim.simulate_race`, one short race) when it is
 importable; otherwise from a real FastF1 export in the shared data folder. Either way the bodies are
-built by `server.race_requests.request_from_race` (the reader's raw car_data samples, indexed by
+built by `strategist.serving.race_requests.request_from_race` (the reader's raw car_data samples, indexed by
 time, the Data Engine's slot rules, the reader's neighbours and fuel model), so they are exactly what
 a pit-wall client would send. Which source was used is returned with the payloads and written into
 every result file.
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from server.preprocess import preprocess
-from server.race_requests import drivers_with_stack, request_from_race
 from server.schemas import PredictRequest
 from strategist.data.fastf1_reader import Race, read_race
 from strategist.errors import DataError
 from strategist.paths import f1_2023_dir
+from strategist.serving.race_requests import drivers_with_stack, request_from_race
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from server.backend import ModelOutputs
 from server.postprocess import postprocess
 from server.preprocess import preprocess
 from server.schemas import PredictRequest
-from strategist.train.checkpoint import load_checkpoint
+from strategist.model.checkpoint import load_checkpoint
 
 DEFAULT_RACE_LAPS = 57
 

@@ -3,7 +3,7 @@
 - a checkpoint: the shipped base model if present, else a freshly initialised default-size model
   (same architecture and cost, random weights; latency does not depend on the weights);
 - a CPU model repository built from it by the export code (`build_cpu_repository`);
-- a local Triton (server.triton_launcher.LocalTriton) on that repository;
+- a local Triton (strategist.serving.triton_launcher.LocalTriton) on that repository;
 - the gateway (uvicorn, one worker, in a subprocess) pointed at that Triton, or the in-process
   PyTorch peer (benchmarks/peer_app.py).
 All servers listen on 127.0.0.1 only.
@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.repository import build_cpu_repository
-from export.triton_config import CPU_MODEL_NAME, ServingSettings, render_cpu_config
-from server.triton_launcher import LocalTriton, free_port
+from export.triton_config import ServingSettings, render_cpu_config
+from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
+from strategist.serving.triton_launcher import LocalTriton, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = RESULTS_DIR / "tmp"  # git-ignored
@@ -92,7 +93,7 @@ def checkpoint() -> Checkpoint:
         import torch
 
         from strategist.model import ModelConfig, build_model
-        from strategist.train.checkpoint import save_checkpoint
+        from strategist.model.checkpoint import save_checkpoint
 
         torch.manual_seed(0)
         cfg = ModelConfig()
@@ -127,7 +128,7 @@ def build_repository(
         return repo  # same checkpoint, same weights: the export would write the same files again
     shutil.rmtree(repo, ignore_errors=True)
     build_cpu_repository(ckpt.path, repo, settings=serving)
-    shutil.rmtree(repo / "virtual_strategist", ignore_errors=True)  # GPU model: not servable here
+    shutil.rmtree(repo / GPU_MODEL_NAME, ignore_errors=True)  # GPU model: not servable here
     if with_unbatched_copy:
         twin = repo / NO_BATCHING_MODEL
         shutil.copytree(repo / CPU_MODEL_NAME, twin)

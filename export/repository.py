@@ -24,13 +24,12 @@ from pathlib import Path
 
 from export.onnx_export import OnnxParity, check_onnx_parity, export_onnx
 from export.triton_config import (
-    CPU_MODEL_NAME,
-    GPU_MODEL_NAME,
     ServingSettings,
     check_config_against_onnx,
     render_cpu_config,
     render_gpu_config,
 )
+from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.errors import StrategistError
 from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
 
@@ -64,7 +63,7 @@ def load_model_for_export(checkpoint_dir: Path | None):
         raise StrategistError(
             f"no checkpoint at {checkpoint_dir}{hint}: train one with `strategist train` or pass --checkpoint DIR"
         )
-    from strategist.train.checkpoint import load_checkpoint
+    from strategist.model.checkpoint import load_checkpoint
 
     return load_checkpoint(checkpoint_dir)
 

@@ -9,12 +9,12 @@ gaps like a race's. `dataset_batch` takes real stacks from a dataset built by th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from strategist import contract
+from strategist.data.dataset_format import compute_stats, load_arrays
 from strategist.errors import DataError
 
 N_LAPS = contract.N_LAP_CONTEXT
@@ -77,24 +77,12 @@ def dataset_batch(dataset_dir: Path, n: int, seed: int = 0) -> tuple[np.ndarray,
 
     Returns fewer than `n` samples when the dataset is smaller; raises DataError when it holds none.
     """
-    manifest_path = Path(dataset_dir) / "manifest.json"
-    if not manifest_path.exists():
-        raise DataError("no manifest.json: not a dataset folder", file=str(manifest_path))
-    manifest = json.loads(manifest_path.read_text())
-    telemetry_parts, tactical_parts = [], []
-    for shard in manifest.get("shards", []):
-        shard_path = Path(dataset_dir) / shard["file"]
-        with np.load(shard_path, allow_pickle=False) as arrays:
-            for key in (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL):
-                if key not in arrays:
-                    raise DataError("array missing from shard", file=str(shard_path), field=key)
-            telemetry_parts.append(arrays[contract.INPUT_TELEMETRY].astype(np.float32))
-            tactical_parts.append(arrays[contract.INPUT_TACTICAL].astype(np.float32))
-        if sum(len(t) for t in telemetry_parts) >= 4 * n:  # enough to draw from; avoid reading everything
-            break
-    if not telemetry_parts:
-        raise DataError("dataset lists no shards with samples", file=str(manifest_path))
-    telemetry, tactical = np.concatenate(telemetry_parts), np.concatenate(tactical_parts)
+    fields = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
+    arrays, _ = load_arrays(dataset_dir, fields, limit=4 * n)  # enough to draw from; not every shard
+    telemetry = arrays[contract.INPUT_TELEMETRY].astype(np.float32)
+    tactical = arrays[contract.INPUT_TACTICAL].astype(np.float32)
+    if not len(telemetry):
+        raise DataError("dataset lists no shards with samples", file=str(dataset_dir))
     pick = np.random.default_rng(seed).permutation(len(telemetry))[:n]
     return telemetry[pick], tactical[pick]
 
@@ -106,11 +94,5 @@ def realistic_stats(n: int = 512, seed: int = 123) -> dict[str, object]:
     ~12000 would enter the network unscaled, which no trained model ever sees.
     """
     telemetry, tactical = realistic_batch(n, seed=seed)
-    return {
-        "telemetry_mean": telemetry.mean(axis=(0, 1, 2)).tolist(),
-        "telemetry_std": telemetry.std(axis=(0, 1, 2)).tolist(),
-        "tactical_mean": tactical.mean(axis=0).tolist(),
-        "tactical_std": tactical.std(axis=0).tolist(),
-        "pace_delta_mean": 0.0,
-        "pace_delta_std": 1.0,  # seconds: lap-to-lap changes are of this order
-    }
+    # No pace targets: compute_stats gives the neutral 0 s / 1 s, the order of lap-to-lap changes.
+    return compute_stats([{"telemetry": telemetry, "tactical": tactical, "pace_delta": np.empty(0)}])

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strategist import contract
+from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.errors import StrategistError
 
-GPU_MODEL_NAME = "virtual_strategist"
-CPU_MODEL_NAME = "virtual_strategist_cpu"
 DEFAULT_MAX_BATCH = 128
 DEFAULT_OPT_BATCH = 32
 DEFAULT_QUEUE_DELAY_US = 100  # the Triton batcher guide's starting value; sweep 0..500 with a benchmark

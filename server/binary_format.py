@@ -3,7 +3,7 @@
 Parsing ~70 KiB of JSON numbers and validating them one by one is the largest part of the gateway's
 own cost (benchmarks/README.md, parse_cost); the same samples as float32 are read with one
 np.frombuffer per lap and checked with vectorised numpy. The checks are the JSON schema's own
-(`check_channel_samples`, `check_raw_index`), so both formats reject the same laps with the same
+(strategist.limits: `check_channel_samples`, `check_raw_index`, `check_aligned_length`), so both formats reject the same laps with the same
 messages, and the decoded request goes through the same preprocess / Data Engine path.
 
 Layout (all little-endian):
@@ -33,14 +33,8 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from server.schemas import (
-    BatchPredictRequest,
-    LapTelemetry,
-    PredictRequest,
-    check_channel_samples,
-    check_raw_index,
-)
-from strategist import contract
+from server.schemas import BatchPredictRequest, LapTelemetry, PredictRequest
+from strategist import contract, limits
 
 CONTENT_TYPE = "application/vnd.strategist.f32"
 INDEX_KINDS = ("time_s", "distance_m", "aligned")
@@ -163,16 +157,15 @@ def _lap(block: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
     for name, row in channels.items():
         _finite(row, (*loc, "channels", name))
     try:
-        check_channel_samples(channels)
+        limits.check_channel_samples(channels)
     except ValueError as exc:
         raise _fail((*loc, "channels"), f"Value error, {exc}") from exc
     n = block.shape[1]
     try:
         if kind == "aligned":
-            if n != contract.N_STEPS:
-                raise ValueError(f"an aligned lap has exactly {contract.N_STEPS} values per channel, got {n}")
+            limits.check_aligned_length(n)
         else:
-            check_raw_index(kind, values[0], n)
+            limits.check_raw_index(kind, values[0], n)
     except ValueError as exc:
         raise _fail(loc, f"Value error, {exc}") from exc
     # model_construct skips pydantic's per-sample validation (done above with numpy); the arrays are

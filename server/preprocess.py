@@ -14,7 +14,7 @@ import numpy as np
 
 from server.schemas import CarGap, FuelParams, LapTelemetry, PredictRequest
 from strategist import contract
-from strategist.data.engine import RawLap, build_model_inputs
+from strategist.data.engine import AlignedLap, RawLap, build_model_inputs
 from strategist.data.fuel import FuelModel
 from strategist.data.tactical import Neighbour, tactical_tensor
 
@@ -35,10 +35,11 @@ class PreparedBatch:
         return len(self.requests)
 
 
-def lap_input(lap: LapTelemetry, where: str) -> RawLap | np.ndarray:
-    """A validated lap as the Data Engine takes it: a RawLap to align, or an aligned [100, 5] array."""
+def lap_input(lap: LapTelemetry, where: str) -> RawLap | AlignedLap:
+    """A validated lap as the Data Engine takes it: a RawLap to align, or an AlignedLap whose
+    100 steps get the same per-sample corrections (Throttle clip) as an aligned raw lap."""
     if lap.aligned:
-        return np.array([lap.channels[name] for name in contract.CHANNELS], dtype=np.float32).T
+        return AlignedLap(channels=lap.channels, where=where)
     return RawLap(channels=lap.channels, distance_m=lap.distance_m, time_s=lap.time_s, where=where)
 
 

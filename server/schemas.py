@@ -1,8 +1,8 @@
 """Request and response bodies of the gateway (pydantic). No tensor code here: see preprocess.py.
 
 Validation happens here, before any model work, so a bad request gets a 422 that names the field
-(`laps.2.channels`), the sample and the reason. Limits are physical: a value outside them is a
-sensor or client error, never something the model should be asked about.
+(`laps.2.channels`), the sample and the reason. The limits and the per-rule checks are
+strategist.limits, shared with the binary body (server/binary_format.py) and the Data Engine.
 """
 
 from __future__ import annotations
@@ -12,77 +12,9 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from strategist import contract
+from strategist import contract, limits
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
-# Physical range of each telemetry channel (inclusive). Throttle reads 104 at standstill on real
-# FastF1 data (a sensor artefact), hence the 110 ceiling.
-CHANNEL_LIMITS: dict[str, tuple[float, float]] = {
-    "Speed": (0.0, 420.0),
-    "Throttle": (0.0, 110.0),
-    "Brake": (0.0, 1.0),
-    "RPM": (0.0, 20_000.0),
-    "nGear": (0.0, 8.0),
-}
-assert set(CHANNEL_LIMITS) == set(contract.CHANNELS)
-
-MIN_RAW_SAMPLES = 20  # a ~90 s lap at FastF1's ~4 Hz has ~360; fewer than 20 cannot describe a lap
-MAX_RAW_SAMPLES = 20_000
-LAP_DISTANCE_RANGE_M = (500.0, 10_000.0)  # shortest/longest plausible lap span (Monaco 3.3 km, Spa 7 km)
-LAP_DURATION_RANGE_S = (10.0, 600.0)
-LAP_TIME_RANGE_S = (30.0, 600.0)
-MAX_GAP_S = 10_000.0  # gaps beyond contract.NO_CAR_GAP_S are clipped to "no car" by the Data Engine
-MAX_ABS_PACE_DELTA_S = 60.0
-
-
-def _first_bad(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
-
-
-def check_channel_samples(channels: dict[str, np.ndarray]) -> None:
-    """Same length, physical range and whole-number checks of a lap's channels (ValueError naming the
-    channel, sample and reason). Shared by the JSON schema and the binary body (server/binary_format.py)
-    so both formats reject the same laps with the same messages."""
-    lengths = {name: len(values) for name, values in channels.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"all channels need the same number of samples, got {lengths}")
-    for name, (low, high) in CHANNEL_LIMITS.items():
-        values = channels[name]
-        outside = (values < low) | (values > high)
-        if outside.any():
-            i = _first_bad(outside)
-            raise ValueError(
-                f"{name} value {values[i]:g} at sample {i} is outside the physical range "
-                f"{low:g}..{high:g} {contract.CHANNEL_UNITS[name]}"
-            )
-        if name in contract.DISCRETE_CHANNELS:
-            fractional = values != np.round(values)
-            if fractional.any():
-                i = _first_bad(fractional)
-                raise ValueError(f"{name} value {values[i]:g} at sample {i} is not a whole number")
-
-
-def check_raw_index(index_name: str, index: np.ndarray, n: int) -> None:
-    """Sample count, length match, no going back and a plausible span of a raw lap's index."""
-    if not MIN_RAW_SAMPLES <= n <= MAX_RAW_SAMPLES:
-        raise ValueError(f"a raw lap needs {MIN_RAW_SAMPLES}..{MAX_RAW_SAMPLES} samples per channel, got {n}")
-    if index.size != n:
-        raise ValueError(f"{index_name} has {index.size} values but the channels have {n}")
-    # Repeated values are allowed (a stopped car; FastF1 repeats timestamps), going back is not.
-    backwards = np.diff(index) < 0
-    if backwards.any():
-        i = _first_bad(backwards)
-        raise ValueError(
-            f"{index_name} must not decrease: sample {i + 1} goes {index[i]:g} -> {index[i + 1]:g}"
-        )
-    span = float(index[-1] - index[0])
-    low, high = LAP_DISTANCE_RANGE_M if index_name == "distance_m" else LAP_DURATION_RANGE_S
-    if not low <= span <= high:
-        unit = "m" if index_name == "distance_m" else "s"
-        raise ValueError(
-            f"{index_name} spans {span:g} {unit}, outside the plausible lap {low:g}..{high:g} {unit}"
-        )
 
 
 class LapTelemetry(BaseModel):
@@ -118,7 +50,7 @@ class LapTelemetry(BaseModel):
             raise ValueError(
                 f"channels must be exactly {list(contract.CHANNELS)}; missing {missing}, unknown {unknown}"
             )
-        check_channel_samples(
+        limits.check_channel_samples(
             {name: np.asarray(values, dtype=np.float64) for name, values in channels.items()}
         )
         return channels
@@ -135,12 +67,11 @@ class LapTelemetry(BaseModel):
             )
         n = self.n_samples
         if self.aligned:
-            if n != contract.N_STEPS:
-                raise ValueError(f"an aligned lap has exactly {contract.N_STEPS} values per channel, got {n}")
+            limits.check_aligned_length(n)
             return self
         index_name = forms[0]
         index = self.distance_m if index_name == "distance_m" else self.time_s
-        check_raw_index(index_name, np.asarray(index, dtype=np.float64), n)
+        limits.check_raw_index(index_name, np.asarray(index, dtype=np.float64), n)
         return self
 
     @property
@@ -153,12 +84,13 @@ class CarGap(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gap_s: FiniteFloat = Field(ge=0.0, le=MAX_GAP_S, description="Time gap to that car, s.")
+    gap_s: FiniteFloat = Field(ge=0.0, le=limits.MAX_GAP_S, description="Time gap to that car, s.")
     pace_delta_s: FiniteFloat = Field(
-        ge=-MAX_ABS_PACE_DELTA_S,
-        le=MAX_ABS_PACE_DELTA_S,
+        ge=-limits.MAX_REQUEST_PACE_DELTA_S,
+        le=limits.MAX_REQUEST_PACE_DELTA_S,
         description="That car's last lap time minus this car's last lap time, s "
-        "(negative: that car is quicker).",
+        "(negative: that car is quicker); the model sees it clipped to "
+        f"+-{contract.MAX_ABS_PACE_DELTA_S:g} s.",
     )
 
 
@@ -185,7 +117,9 @@ class PredictRequest(BaseModel):
     )
     lap_number: int = Field(ge=1, le=200, description="Race lap number of lap L (the latest completed lap).")
     lap_time_s: FiniteFloat = Field(
-        ge=LAP_TIME_RANGE_S[0], le=LAP_TIME_RANGE_S[1], description="Measured lap time of lap L, s."
+        ge=limits.LAP_TIME_RANGE_S[0],
+        le=limits.LAP_TIME_RANGE_S[1],
+        description="Measured lap time of lap L, s.",
     )
     fuel: FuelParams | None = Field(
         default=None, description="Fuel model of the race; takes precedence over race_laps."

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from strategist import contract
 from strategist.paths import MODEL_REPOSITORY_DIR
 
 BackendKind = Literal["triton", "onnxruntime"]
@@ -25,7 +26,7 @@ class GatewaySettings(BaseSettings):
     )
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
     model_name: str = Field(
-        default="virtual_strategist_cpu", description="Model name in the Triton repository."
+        default=contract.CPU_MODEL_NAME, description="Model name in the Triton repository."
     )
     model_version: str = Field(default="", description="Model version to ask for; empty = Triton's latest.")
     model_repository: Path = Field(

@@ -19,7 +19,7 @@ from strategist.paths import PROJECT_ROOT
 
 def _triton_available() -> str | None:
     try:
-        from server.triton_launcher import find_tritonserver
+        from strategist.serving.triton_launcher import find_tritonserver
 
         find_tritonserver()
     except Exception as exc:  # noqa: BLE001 - any reason means "cannot run here"

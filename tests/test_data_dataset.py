@@ -7,19 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers.race_folder import write_synthetic_race
 
 from strategist.cli import main
-from strategist.data.dataset import (
-    ARRAY_SPECS,
-    BuildConfig,
-    build_dataset,
-    expand_race_dirs,
-    load_dataset,
-    race_samples,
-)
+from strategist.data.dataset import BuildConfig, build_dataset, expand_race_dirs, race_samples
+from strategist.data.dataset_format import ARRAY_SPECS, load_arrays
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import read_race
-from strategist.data.synthetic import write_synthetic_race
 from strategist.errors import DataError
 
 
@@ -33,7 +27,7 @@ def season(tmp_path_factory):
 
 def test_round_trip_shapes_dtypes_and_manifest(season, tmp_path):
     manifest = build_dataset([season], tmp_path / "ds", progress=False)
-    arrays, loaded = load_dataset(tmp_path / "ds")
+    arrays, loaded = load_arrays(tmp_path / "ds")
     assert loaded == manifest
     n = manifest["n_samples"]
     assert n == 2 * 3 * 7  # 2 races x 3 cars x laps 1..7 predicting 2..8
@@ -54,10 +48,10 @@ def test_round_trip_shapes_dtypes_and_manifest(season, tmp_path):
     sim = arrays["race"] == "02_sim"
     assert np.isfinite(arrays["noise_sigma"][sim]).all() and np.isnan(arrays["noise_sigma"][~sim]).all()
     assert np.isfinite(arrays["clean_target"][sim]).all()
-    only = load_dataset(tmp_path / "ds", fields=["lap", "risk"])[0]
+    only = load_arrays(tmp_path / "ds", fields=["lap", "risk"])[0]
     assert set(only) == {"lap", "risk"}
     with pytest.raises(DataError, match="unknown dataset field"):
-        load_dataset(tmp_path / "ds", fields=["speed"])
+        load_arrays(tmp_path / "ds", fields=["speed"])
 
 
 def test_samples_go_through_the_gateway_function(season):
@@ -74,7 +68,7 @@ def test_samples_go_through_the_gateway_function(season):
 
 def test_labels_and_stack_bookkeeping(season, tmp_path):
     build_dataset([season], tmp_path / "ds", progress=False)
-    a, _ = load_dataset(tmp_path / "ds")
+    a, _ = load_arrays(tmp_path / "ds")
     real = a["race"] == "01_real_like"
     pick = lambda d, lap, sel=real: int(np.flatnonzero(sel & (a["driver"] == d) & (a["lap"] == lap))[0])  # noqa: E731
     assert a["risk"][pick("AAA", 7)] == 2  # overtaken on track in lap 7
@@ -130,10 +124,10 @@ def test_bad_race_arguments(tmp_path):
     with pytest.raises(DataError, match="neither a race folder"):
         expand_race_dirs([tmp_path / "empty"])
     with pytest.raises(DataError, match="no manifest.json"):
-        load_dataset(tmp_path / "empty")
+        load_arrays(tmp_path / "empty")
     (tmp_path / "empty" / "manifest.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(DataError, match="format_version 99"):
-        load_dataset(tmp_path / "empty")
+        load_arrays(tmp_path / "empty")
 
 
 def test_cli_build_and_info(season, tmp_path, capsys):
@@ -164,7 +158,7 @@ def test_a_bad_lap_is_skipped_counted_and_substituted(season, tmp_path):
     manifest = build_dataset([race_dir], tmp_path / "ds", progress=False)
     assert manifest["skipped"]["laps_failed_alignment"] == 1
     assert manifest["skipped"]["samples_lap_L_without_telemetry"] == 1
-    a, _ = load_dataset(tmp_path / "ds")
+    a, _ = load_arrays(tmp_path / "ds")
     i = int(np.flatnonzero((a["driver"] == "AAA") & (a["lap"] == 5))[0])  # L = 4, L-1 = 3 is bad
     assert np.isnan(a["fc_laps"][i, 1]) and np.isfinite(a["fc_laps"][i, 2])
     np.testing.assert_array_equal(a["telemetry"][i, 1], a["telemetry"][i, 0])  # L-1 <- L

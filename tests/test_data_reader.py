@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.race_folder import LAP_LENGTH_M, VSC_LAP, write_synthetic_race
 
 from strategist.data.align import integrate_distance
 from strategist.data.fastf1_reader import read_race
 from strategist.data.labels import label_table
-from strategist.data.synthetic import LAP_LENGTH_M, VSC_LAP, write_synthetic_race
 from strategist.errors import DataError
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from strategist.data.dataset import build_dataset, load_dataset
+from strategist.data.dataset import build_dataset
+from strategist.data.dataset_format import load_arrays
 from strategist.data.fastf1_reader import read_race
 
 sim = pytest.importorskip(
@@ -29,7 +30,7 @@ def test_simulated_race_reads_with_its_own_fuel_model(sim_race):
 
 def test_dataset_from_simulated_race_uses_truth(sim_race, tmp_path):
     manifest = build_dataset([sim_race], tmp_path / "ds", progress=False)
-    a, _ = load_dataset(tmp_path / "ds")
+    a, _ = load_arrays(tmp_path / "ds")
     n = manifest["n_samples"]
     assert n == 4 * 7 and a["telemetry"].shape == (n, 5, 100, 5) and manifest["skipped"] == {}
     race = read_race(sim_race)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.eval_data import synthetic_arrays
 
 from strategist.evaluate import baselines, metrics
-from strategist.evaluate.synthetic import synthetic_arrays
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.eval_data import synthetic_arrays, write_dataset
 
 from strategist.cli import main
 from strategist.errors import DataError
 from strategist.evaluate.datasets import check_no_race_leak
-from strategist.evaluate.synthetic import synthetic_arrays, write_dataset
 
 
 def _tiny_checkpoint(out_dir, stats):
     from strategist.model import build_model
+    from strategist.model.checkpoint import save_checkpoint
     from strategist.model.tiny import tiny_config
-    from strategist.train.checkpoint import save_checkpoint
 
     cfg = tiny_config()
     model = build_model(cfg)

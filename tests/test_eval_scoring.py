@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.eval_data import synthetic_arrays
 
 from strategist.evaluate.scoring import ORACLE, check_targets, oracle_predictions, score_noise_floor
-from strategist.evaluate.synthetic import synthetic_arrays
 
 
 def _pace(pinball_mean: float, mae: float = 0.5, coverage: float = 0.8) -> dict:

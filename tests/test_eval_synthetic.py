@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from strategist.evaluate.synthetic import synthetic_arrays, write_dataset
+from helpers.eval_data import synthetic_arrays, write_dataset
 
 
 def test_synthetic_dataset_follows_the_data_engine_format(tmp_path):
-    from strategist.data.dataset import ARRAY_SPECS, load_dataset
+    from strategist.data.dataset_format import ARRAY_SPECS, load_arrays
 
-    arrays, manifest = load_dataset(
+    arrays, manifest = load_arrays(
         write_dataset(synthetic_arrays(n_races=1, n_drivers=1, n_laps=8), tmp_path)
     )
     assert set(arrays) == set(ARRAY_SPECS)

@@ -58,7 +58,7 @@ def exported(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from strategist.train.checkpoint import save_checkpoint
+    from strategist.model.checkpoint import save_checkpoint
 
     model = tiny_model("torch")
     return save_checkpoint(
@@ -163,9 +163,9 @@ def test_config_check_names_a_wrong_tensor(exported, tmp_path):
 
 def test_committed_repository_files_are_the_generated_ones():
     settings = triton_config.ServingSettings()
-    committed_cpu = MODEL_REPOSITORY_DIR / triton_config.CPU_MODEL_NAME
+    committed_cpu = MODEL_REPOSITORY_DIR / contract.CPU_MODEL_NAME
     assert (committed_cpu / "config.pbtxt").read_text() == triton_config.render_cpu_config(settings)
-    assert (MODEL_REPOSITORY_DIR / triton_config.GPU_MODEL_NAME / "config.pbtxt").read_text() == (
+    assert (MODEL_REPOSITORY_DIR / contract.GPU_MODEL_NAME / "config.pbtxt").read_text() == (
         triton_config.render_gpu_config(settings)
     )
     source = (PROJECT_ROOT / "export" / "triton_python_model.py").read_text()
@@ -236,10 +236,10 @@ def test_build_cpu_repository_from_a_checkpoint(tiny_checkpoint, tmp_path):
 
     settings = triton_config.ServingSettings(max_batch_size=16, queue_delay_us=0)
     built = build_cpu_repository(tiny_checkpoint, tmp_path / "repo", settings=settings)
-    version_dir = tmp_path / "repo" / triton_config.CPU_MODEL_NAME / "1"
+    version_dir = tmp_path / "repo" / contract.CPU_MODEL_NAME / "1"
     assert built.artefact == version_dir / "model.onnx" and built.artefact.exists()
     assert (version_dir / "model.py").exists()
-    assert (tmp_path / "repo" / triton_config.GPU_MODEL_NAME / "config.pbtxt").exists()
+    assert (tmp_path / "repo" / contract.GPU_MODEL_NAME / "config.pbtxt").exists()
     info = json.loads((version_dir / "build_info.json").read_text())
     assert info["impl"] == "torch" and set(info["onnx_parity_max_abs_diff"]) == {"1", "2", "16"}
     assert built.seconds < 30

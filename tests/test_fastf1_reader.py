@@ -10,7 +10,8 @@ import pytest
 
 from strategist.contract import NO_CAR_GAP_S
 from strategist.data.align import integrate_distance
-from strategist.data.dataset import build_dataset, load_dataset
+from strategist.data.dataset import build_dataset
+from strategist.data.dataset_format import load_arrays
 from strategist.data.engine import align_raw_lap
 from strategist.data.fastf1_reader import race_from_session, read_race
 
@@ -80,7 +81,7 @@ def test_real_laps_align_to_plausible_tensors(sakhir):
 
 
 def test_race_without_telemetry(real_races_dir):
-    race = read_race(real_races_dir / "02_jeddah")
+    race = read_race(real_races_dir / "08_montreal")
     assert not race.has_telemetry and len(race.gaps) == len(race.laps)
     assert race.laps["is_sc"].any()
 
@@ -119,7 +120,7 @@ def test_live_session_path_with_a_session_like_object(real_races_dir, sakhir):
 @pytest.mark.slow
 def test_build_dataset_from_sakhir(real_races_dir, tmp_path):
     manifest = build_dataset([real_races_dir / "01_sakhir"], tmp_path / "ds", progress=False)
-    arrays, _ = load_dataset(
+    arrays, _ = load_arrays(
         tmp_path / "ds", fields=["telemetry", "tactical", "risk", "regime", "tire_health"]
     )
     n = manifest["n_samples"]

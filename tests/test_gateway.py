@@ -23,7 +23,7 @@ from server.main import create_app
 from server.onnx_backend import OnnxRuntimeBackend
 from server.settings import GatewaySettings
 from strategist import contract
-from strategist.data.engine import RawLap, build_model_inputs
+from strategist.data.engine import AlignedLap, RawLap, build_model_inputs
 from strategist.data.fuel import FuelModel
 from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
@@ -85,7 +85,7 @@ def engine_inputs(request: dict) -> tuple[np.ndarray, np.ndarray]:
     laps = []
     for lap in request["laps"]:
         if lap.get("aligned"):
-            laps.append(np.array([lap["channels"][c] for c in contract.CHANNELS], dtype=np.float32).T)
+            laps.append(AlignedLap(channels=lap["channels"]))
         else:
             laps.append(
                 RawLap(channels=lap["channels"], distance_m=lap.get("distance_m"), time_s=lap.get("time_s"))
@@ -285,10 +285,10 @@ def test_bad_stack_is_422_naming_field_and_reason(client, change, field, reason)
 def test_too_short_raw_lap_is_named_by_the_data_engine(client):
     request = simulated_request(9)
     lap = request["laps"][0]
-    lap["distance_m"] = [d / 20.0 for d in lap["distance_m"]]  # 270 m "lap": too short for any circuit
+    lap["distance_m"] = [d / 60.0 for d in lap["distance_m"]]  # 90 m "lap": a timing artefact
     response = client.post("/predict", json=request, headers=AUTH)
     assert response.status_code == 422
-    assert "distance_m spans 270 m" in response.text
+    assert "distance_m spans 90 m" in response.text and "plausible lap 100..10000 m" in response.text
 
 
 def test_lap_the_data_engine_rejects_is_422_naming_the_lap(client):

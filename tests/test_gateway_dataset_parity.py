@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from server.preprocess import preprocess
-from server.race_requests import request_from_race
 from server.schemas import PredictRequest
 from strategist.data.dataset import BuildConfig, race_samples
 from strategist.data.fastf1_reader import read_race
 from strategist.data.tactical import tactical_tensor
+from strategist.serving.race_requests import request_from_race
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+from strategist.model.config import ModelConfig
 from strategist.pipeline.reproduce import SHIPPED_FILES, ReproducePlan, reproduce
+from strategist.train.config import TrainConfig
 
-TINY_MODEL = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--n-fusion-heads", "2", "--d-ff", "32"]
+TINY_MODEL = ModelConfig(d_model=16, n_layers=1, n_heads=2, n_fusion_heads=2, d_ff=32)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +27,15 @@ def tiny_reproduce(tmp_path_factory):
         n_laps=6,
         epochs=1,
         gbm_estimators=5,
-        extra_train_args=[*TINY_MODEL, "--no-progress"],
+        train=TrainConfig(progress=False),
+        model=TINY_MODEL,
     )
     summary = reproduce(plan, root / "run", ship_to=root / "asset", images_to=root / "img")
     return plan, root, summary
 
 
 def test_reproduce_ships_a_loadable_checkpoint_with_card(tiny_reproduce):
-    from strategist.train.checkpoint import load_checkpoint
+    from strategist.model.checkpoint import load_checkpoint
 
     plan, root, summary = tiny_reproduce
     asset = root / "asset"
@@ -41,20 +44,21 @@ def test_reproduce_ships_a_loadable_checkpoint_with_card(tiny_reproduce):
     assert cfg.d_model == 16 and meta["stats"]
     card = (asset / "model_card.md").read_text()
     assert plan.command() in card and "--circuits Synthetic-1 Synthetic-2" in card
+    assert "--train-arg=--d-model=16" in card and "--train-arg=--no-progress" in card
     assert "| persistence |" in card and "| noise floor |" in card
     assert (root / "img" / "eval_base_corridor.png").is_file()
     assert set(summary["timings"]) >= {"simulate train", "dataset train", "train", "evaluate"}
 
 
 def test_reproduce_holds_out_circuits_and_races(tiny_reproduce):
-    from strategist.data.dataset import load_dataset
+    from strategist.data.dataset_format import load_arrays
 
     _plan, root, _summary = tiny_reproduce
     split = json.loads((root / "asset" / "split.json").read_text())
     assert set(split["train"]).isdisjoint(split["test"])
     races, tracks = {}, {}
     for name in ("train", "val", "test"):
-        arrays, _ = load_dataset(root / "run" / "data" / name, fields=["race", "track"])
+        arrays, _ = load_arrays(root / "run" / "data" / name, fields=["race", "track"])
         races[name], tracks[name] = set(arrays["race"].tolist()), set(arrays["track"].tolist())
     assert races["train"].isdisjoint(races["val"]) and races["train"].isdisjoint(races["test"])
     assert races["val"].isdisjoint(races["test"])
@@ -70,7 +74,7 @@ def test_era_transfer_compares_finetuned_scratch_and_base(tiny_reproduce, tmp_pa
     results = payload["results"]
     assert {"base + fine-tune", "scratch", "base, no fine-tune", "persistence", "gbm"} <= set(results)
     # the scratch arm has the base's architecture, so the comparison is like for like
-    from strategist.train.checkpoint import read_model_config
+    from strategist.model.checkpoint import read_model_config
 
     assert read_model_config(tmp_path / "transfer" / "scratch" / "best").d_model == 16
     tracks = json.loads((tmp_path / "transfer" / "split.json").read_text())

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from strategist.cli import main
-from strategist.data.fastf1_reader import read_race
-from strategist.data.synthetic import (
+from helpers.race_folder import (
     LAP_LENGTH_M,
     MEAN_SPEED_KMH,
     SPEED_AMPLITUDE_KMH,
@@ -17,6 +14,9 @@ from strategist.data.synthetic import (
     speed_profile_kmh,
     write_synthetic_race,
 )
+
+from strategist.cli import main
+from strategist.data.fastf1_reader import read_race
 from strategist.sim import realism as R
 
 N_LAPS = 8

@@ -18,13 +18,13 @@ import pytest
 import torch
 from test_gateway import TINY
 
-from server import local_stack
-from server.local_stack import ServeOptions, curl_example, ensure_cpu_repository, start_backend
-from server.triton_launcher import TritonLaunchError, find_tritonserver
 from strategist.cli import main as cli_main
 from strategist.model import ModelConfig, build_model
+from strategist.model.checkpoint import save_checkpoint
 from strategist.paths import PROJECT_ROOT
-from strategist.train.checkpoint import save_checkpoint
+from strategist.serving import local_stack
+from strategist.serving.local_stack import ServeOptions, curl_example, ensure_cpu_repository, start_backend
+from strategist.serving.triton_launcher import TritonLaunchError, find_tritonserver
 
 EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
 
@@ -115,7 +115,7 @@ def test_auto_backend_falls_back_to_onnxruntime_when_triton_cannot_start(monkeyp
 
     monkeypatch.setattr(local_stack, "LocalTriton", BrokenTriton)
     options = ServeOptions(host="127.0.0.1", port=0, repo=tmp_path, checkpoint=tmp_path, backend="auto")
-    with caplog.at_level(logging.WARNING, logger="server.serve"):
+    with caplog.at_level(logging.WARNING, logger="strategist.serve"):
         settings, triton = start_backend(options)
     assert triton is None and settings.backend == "onnxruntime"
     assert settings.onnx_file() == tmp_path / "virtual_strategist_cpu" / "1" / "model.onnx"

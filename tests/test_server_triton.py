@@ -16,21 +16,22 @@ from fastapi.testclient import TestClient
 from test_gateway import TINY, corridor, engine_inputs, simulated_request, torch_outputs
 
 from export.repository import build_cpu_repository
-from export.triton_config import CPU_MODEL_NAME, ServingSettings
+from export.triton_config import ServingSettings
 from server.main import create_app
 from server.preprocess import preprocess
-from server.race_requests import drivers_with_stack, request_from_race
 from server.schemas import PredictRequest
 from server.settings import GatewaySettings
-from server.triton_launcher import LocalTriton, TritonLaunchError, find_tritonserver
 from strategist import contract
+from strategist.contract import CPU_MODEL_NAME
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import read_race
 from strategist.data.labels import label_table
 from strategist.data.stack import choose_stack_laps
 from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
-from strategist.train.checkpoint import save_checkpoint
+from strategist.model.checkpoint import save_checkpoint
+from strategist.serving.race_requests import drivers_with_stack, request_from_race
+from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError, find_tritonserver
 
 API_KEY = "e2e-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

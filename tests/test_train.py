@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.training_data import write_synthetic_dataset
 
 from strategist.errors import DataError, StrategistError
 from strategist.model import ModelConfig, build_model
+from strategist.model.checkpoint import load_checkpoint
 from strategist.model.core import StrategistOutput
 from strategist.model.tiny import TINY_OVERRIDES as TINY
-from strategist.train.checkpoint import load_checkpoint
 from strategist.train.data import load_dataset
 from strategist.train.distributed import DistInfo
 from strategist.train.loop import TrainConfig, evaluate, freeze_stem, train
 from strategist.train.loss import joint_loss, pinball_loss
-from strategist.train.synthetic import write_synthetic_dataset
 
 FAST = dict(batch_size=64, progress=False, seed=0, warmup_frac=0.0)
 
@@ -98,7 +98,7 @@ def test_dataset_reader_checks_and_counts(tmp_path):
     np.savez(folder / "shard-00001.npz", **shard)
     with pytest.raises(DataError, match=r"field telemetry: shape \(10, 4, 100, 5\)"):
         load_dataset(folder)
-    with pytest.raises(DataError, match="manifest.json missing"):
+    with pytest.raises(DataError, match="no manifest.json"):
         load_dataset(tmp_path)
 
 

@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 
+from helpers.training_data import write_synthetic_dataset
+
+from strategist.model.checkpoint import load_checkpoint
 from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.paths import PROJECT_ROOT
-from strategist.train.checkpoint import load_checkpoint
-from strategist.train.synthetic import write_synthetic_dataset
 
 
 def test_torchrun_two_cpu_processes(tmp_path):

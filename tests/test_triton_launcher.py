@@ -14,7 +14,7 @@ from export.onnx_export import ort_session, run_ort
 from export.sample_inputs import realistic_batch, realistic_stats
 from strategist import contract
 
-launcher = pytest.importorskip("server.triton_launcher")
+launcher = pytest.importorskip("strategist.serving.triton_launcher")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def tiny_cpu_repository(tmp_path_factory) -> Path:
 
     from export.repository import build_cpu_repository
     from strategist.model import ModelConfig, build_model
-    from strategist.train.checkpoint import save_checkpoint
+    from strategist.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = ModelConfig(
@@ -62,7 +62,7 @@ def test_real_triton_serves_the_cpu_model_over_grpc(tiny_cpu_repository):
 
     telemetry, tactical = realistic_batch(5, seed=4)
     expected = run_ort(
-        ort_session(tiny_cpu_repository / triton_config.CPU_MODEL_NAME / "1" / "model.onnx"),
+        ort_session(tiny_cpu_repository / contract.CPU_MODEL_NAME / "1" / "model.onnx"),
         telemetry,
         tactical,
     )
@@ -77,7 +77,7 @@ def test_real_triton_serves_the_cpu_model_over_grpc(tiny_cpu_repository):
         ]
         inputs[0].set_data_from_numpy(telemetry)
         inputs[1].set_data_from_numpy(tactical)
-        result = client.infer(triton_config.CPU_MODEL_NAME, inputs)
+        result = client.infer(contract.CPU_MODEL_NAME, inputs)
         for name, want in zip(
             (contract.OUTPUT_PACE, contract.OUTPUT_RISK, contract.OUTPUT_TIRE), expected, strict=True
         ):

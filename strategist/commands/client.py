@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _measured_next_lap(race: Any, driver: str, lap: int) -> float | None:
-    from server.race_requests import lap_time_s
     from strategist.errors import DataError
+    from strategist.serving.race_requests import lap_time_s
 
     try:
         return lap_time_s(race, driver, lap + 1)
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from server.race_requests import drivers_with_stack, request_from_race
     from strategist.data.fastf1_reader import read_race
     from strategist.errors import DataError, StrategistError
+    from strategist.serving.race_requests import drivers_with_stack, request_from_race
 
     log = logging.getLogger("strategist.client")
     console = Console(width=120) if not Console().is_terminal else Console()

@@ -70,7 +70,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from strategist.data.dataset import read_manifest
+    from strategist.data.dataset_format import read_manifest
 
     print(_summary(read_manifest(args.dir), args.dir))
     return 0

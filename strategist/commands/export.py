@@ -9,7 +9,8 @@ TARGETS = ("onnx", "cpu", "trt", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US
+    from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_QUEUE_DELAY_US
+    from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
     from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
 
     parser = subparsers.add_parser(
@@ -17,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export a checkpoint to ONNX / TensorRT and build the Triton model repository",
         description=(
             "onnx: write and check the FP32 ONNX (--onnx-out). cpu: the Python-backend ONNX Runtime model "
-            "(virtual_strategist_cpu) and both config.pbtxt. trt: the TensorRT FP16 engine "
-            "(virtual_strategist; needs TensorRT and a GPU). all: cpu then trt."
+            f"({CPU_MODEL_NAME}) and both config.pbtxt. trt: the TensorRT FP16 engine "
+            f"({GPU_MODEL_NAME}; needs TensorRT and a GPU). all: cpu then trt."
         ),
     )
     parser.add_argument("--target", choices=TARGETS, default="cpu")
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_BATCH,
         help="Triton max_batch_size = TensorRT profile max",
     )
-    parser.add_argument("--opt-batch", type=int, default=32, help="TensorRT profile optimum batch")
+    parser.add_argument(
+        "--opt-batch", type=int, default=DEFAULT_OPT_BATCH, help="TensorRT profile optimum batch"
+    )
     parser.add_argument(
         "--queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US, help="dynamic batcher max queue delay"
     )
@@ -92,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
         except TensorRTUnavailable as exc:
             print(f"error: target trt not built: {exc}")
             return 1
-        parity = built.details["fp16_parity"]
-        print(f"{built.name}: {built.artefact} in {built.seconds:.1f} s; FP16 parity {parity}")
+        fp16_parity = built.details["fp16_parity"]
+        print(f"{built.name}: {built.artefact} in {built.seconds:.1f} s; FP16 parity {fp16_parity}")
     return status

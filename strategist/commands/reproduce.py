@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.experiment != "base":
         return _run_experiment(args, args.base or BASE_CHECKPOINT_DIR)
+    tcfg, model_cfg = _train_options(args.train_arg)
 
     plan = ReproducePlan(
         seed=args.seed,
@@ -93,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         train_minutes=args.train_minutes if args.train_minutes is not None else ReproducePlan.train_minutes,
         gbm_estimators=args.gbm_estimators,
         circuits=args.circuits,
-        extra_train_args=list(args.train_arg),
+        train=tcfg,
+        model=model_cfg,
     )
     summary = reproduce(
         plan,
@@ -107,6 +109,22 @@ def run(args: argparse.Namespace) -> int:
     if summary["shipped_to"]:
         print(f"shipped to {summary['shipped_to']}")
     return 0
+
+
+def _train_options(train_args: list[str]):
+    """TrainConfig and ModelConfig from `--train-arg` values, parsed as `strategist train` does."""
+    from strategist.commands.train import add_arguments, architecture, train_config
+    from strategist.errors import StrategistError
+    from strategist.train.loop import model_config
+
+    parser = argparse.ArgumentParser(prog="strategist reproduce --train-arg", add_help=False)
+    add_arguments(parser, data=False)
+    try:
+        args = parser.parse_args(train_args)
+    except SystemExit as exc:
+        raise StrategistError(f"invalid --train-arg values {train_args}") from exc
+    tcfg = train_config(args)
+    return tcfg, model_config(tcfg, architecture(args), impl=args.impl)
 
 
 def _run_experiment(args: argparse.Namespace, base: Path) -> int:

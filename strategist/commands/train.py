@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from strategist.train.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,38 +29,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data and output")
-    data.add_argument("--train", required=True, help="training dataset folder (manifest.json + shard-*.npz)")
-    data.add_argument("--val", required=True, help="validation dataset folder (held-out races)")
-    data.add_argument("--out", required=True, help="run folder: last/, best/, metrics.jsonl")
+def add_arguments(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    """The options of `strategist train`; defaults are TrainConfig's (strategist/train/config.py).
+
+    data=False leaves out --train/--val/--out (for parsing training options passed through
+    another command, e.g. `strategist reproduce --train-arg`)."""
+    from strategist.train.config import field_default as d
+
+    if data:
+        group = parser.add_argument_group("data and output")
+        group.add_argument(
+            "--train", required=True, help="training dataset folder (manifest.json + shard-*.npz)"
+        )
+        group.add_argument("--val", required=True, help="validation dataset folder (held-out races)")
+        group.add_argument("--out", required=True, help="run folder: last/, best/, metrics.jsonl")
 
     run_group = parser.add_argument_group("optimisation")
-    run_group.add_argument("--epochs", type=int, default=10)
-    run_group.add_argument("--batch-size", type=int, default=128, help="per process")
+    run_group.add_argument("--epochs", type=int, default=d("epochs"))
+    run_group.add_argument("--batch-size", type=int, default=d("batch_size"), help="per process")
     run_group.add_argument(
-        "--lr", type=float, default=3e-4, help="peak AdamW learning rate (fine-tuning: 1e-5)"
+        "--lr", type=float, default=d("lr"), help="peak AdamW learning rate (fine-tuning: 1e-5)"
     )
-    run_group.add_argument("--weight-decay", type=float, default=0.01)
-    run_group.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--weight-decay", type=float, default=d("weight_decay"))
+    run_group.add_argument(
+        "--grad-clip", type=float, default=d("grad_clip"), help="max gradient norm (0: off)"
+    )
+    run_group.add_argument("--seed", type=int, default=d("seed"))
     run_group.add_argument(
         "--loss-weights",
         type=float,
         nargs=3,
-        default=[1.0, 0.5, 2.0],
+        default=list(d("loss_weights")),
         metavar=("PINBALL", "CE", "MSE"),
         help="joint-loss weights",
     )
     run_group.add_argument(
-        "--max-minutes", type=float, default=None, help="stop and checkpoint after this long"
+        "--max-minutes", type=float, default=d("max_minutes"), help="stop and checkpoint after this long"
     )
     run_group.add_argument(
-        "--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)"
+        "--max-steps-per-epoch",
+        type=int,
+        default=d("max_steps_per_epoch"),
+        help="cap steps per epoch (smoke runs)",
     )
-    run_group.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run_group.add_argument("--device", default=d("device"), help="auto | cpu | cuda")
     run_group.add_argument(
-        "--threads", type=int, default=None, help="CPU threads per process (shared CPU: 1 is steadiest)"
+        "--threads",
+        type=int,
+        default=d("threads"),
+        help="CPU threads per process (shared CPU: 1 is steadiest)",
     )
     run_group.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -87,59 +107,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arch.add_argument("--stem-channels", type=int, nargs="+")
 
 
-_ARCH_FIELDS = (
-    "d_model",
-    "n_layers",
-    "n_heads",
-    "n_fusion_heads",
-    "d_ff",
-    "head_hidden",
-    "dropout",
-    "stem_channels",
-)
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from parsed options (TRAIN_FLAGS / NEGATED_FLAGS: the one flag -> field map)."""
+    from strategist.train.config import NEGATED_FLAGS, TRAIN_FLAGS, TrainConfig
+
+    values = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in TRAIN_FLAGS.items()}
+    values |= {name: not getattr(args, flag[2:].replace("-", "_")) for flag, name in NEGATED_FLAGS.items()}
+    values["loss_weights"] = tuple(values["loss_weights"])
+    return TrainConfig(**values)
+
+
+def architecture(args: argparse.Namespace) -> dict[str, Any]:
+    """The architecture options given (ModelConfig field -> value)."""
+    from strategist.train.config import ARCH_FLAGS
+
+    values = {name: getattr(args, name) for name in ARCH_FLAGS.values() if getattr(args, name) is not None}
+    if "stem_channels" in values:
+        values["stem_channels"] = tuple(values["stem_channels"])
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
-    from strategist.errors import StrategistError
-    from strategist.model import ModelConfig
-    from strategist.train.checkpoint import read_model_config
-    from strategist.train.loop import TrainConfig, train
+    from strategist.train.loop import model_config, setup_logging, train
 
+    setup_logging()
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
-    )
-    overrides = {name: getattr(args, name) for name in _ARCH_FIELDS if getattr(args, name) is not None}
-    if (args.init_from or args.resume) and overrides:
-        raise StrategistError(
-            f"architecture options {sorted(overrides)} cannot change a model loaded with "
-            f"{'--resume' if args.resume else '--init-from'}: its architecture comes from the checkpoint"
-        )
-    if args.init_from:
-        impl = args.impl or read_model_config(args.init_from).impl
-    else:
-        impl = args.impl or "torch"
-    model_cfg = ModelConfig(impl=impl, **overrides)
-    tcfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        loss_weights=tuple(args.loss_weights),
-        max_minutes=args.max_minutes,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        freeze_stem=args.freeze_stem,
-        init_from=args.init_from,
-        resume=args.resume,
-        device=args.device,
-        threads=args.threads,
-        amp=not args.no_amp,
-        progress=not args.no_progress,
-        tensorboard=args.tensorboard,
-    )
+    tcfg = train_config(args)
+    model_cfg = model_config(tcfg, architecture(args), impl=args.impl)
     summary = train(args.train, args.val, args.out, model_cfg, tcfg)
     if rank == 0:
         print(json.dumps(summary, indent=2))

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.triton_launcher import DEFAULT_MODELS, LocalTriton
+    from strategist.serving.triton_launcher import DEFAULT_MODELS, LocalTriton
 
     models = tuple(args.model or DEFAULT_MODELS)
     onnx_missing = [m for m in models if m.endswith("_cpu") and not any((args.repo / m).glob("*/model.onnx"))]

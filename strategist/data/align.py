@@ -14,11 +14,13 @@ only comparable after putting them on a common *distance* axis. Choices:
 - Discrete channels (Brake, nGear): the nearest sample in distance, so they keep their values
   (0/1 and integer gears; never 0.5 or 4.3).
 - Throttle above 100 (104 is FastF1's "unavailable", mostly at standstill) is clipped to 100 and
-  counted in `counters["throttle_clipped"]`. Brake as booleans or 0/1 (or 0-100 from older FastF1)
+  counted in `counters["throttle_clipped"]` (`clip_throttle`; laps that arrive already aligned get
+  the same clip and count through `prepare_aligned_lap`). Brake as booleans or 0/1 (or 0-100 from older FastF1)
   becomes 0/1 (any value > 0 is 1).
 - Bad input raises DataError naming `where` (file/driver/lap as the caller knows them) and the
   field: NaN/inf values, time or distance going backwards, too few samples, a lap of no length,
-  negative speeds, gears outside 0-8.
+  negative speeds, gears outside 0-8. The minimum sample count and lap length are the shared input
+  limits of strategist.limits, the same the gateway enforces.
 
 Output: float32 [n_steps, 5] in `strategist.contract.CHANNELS` order, physical units.
 """
@@ -33,11 +35,9 @@ from numpy.typing import ArrayLike
 
 from strategist.contract import CHANNELS, DISCRETE_CHANNELS, N_STEPS
 from strategist.errors import DataError
+from strategist.limits import LAP_DISTANCE_RANGE_M, MAX_GEAR, MIN_LAP_SAMPLES, THROTTLE_CLIP
 
-MIN_SAMPLES = 8  # a real lap has ~300-400 samples; fewer than this is a truncated lap
-MIN_LAP_DISTANCE_M = 100.0  # a "lap" shorter than this is a timing artefact, not a lap
-MAX_GEAR = 8
-THROTTLE_MAX = 100.0
+MIN_LAP_DISTANCE_M = LAP_DISTANCE_RANGE_M[0]
 
 
 def _fail(where: str, message: str, field: str | None = None) -> DataError:
@@ -81,6 +81,46 @@ def step_centres(n_steps: int, segment: tuple[float, float] | None = None) -> np
     return start + (np.arange(n_steps) + 0.5) / n_steps * (end - start)
 
 
+def clip_throttle(values: np.ndarray, counters: Counter[str] | None = None) -> np.ndarray:
+    """Throttle readings above THROTTLE_CLIP (FastF1's 104 "unavailable") -> THROTTLE_CLIP, counted
+    in counters["throttle_clipped"]. Returns a new array when anything was clipped."""
+    over = values > THROTTLE_CLIP
+    if over.any():
+        if counters is not None:
+            counters["throttle_clipped"] += int(over.sum())
+        values = np.minimum(values, THROTTLE_CLIP)
+    return values
+
+
+def prepare_aligned_lap(
+    channels: Mapping[str, ArrayLike],
+    *,
+    where: str = "",
+    counters: Counter[str] | None = None,
+) -> np.ndarray:
+    """A lap whose channels already hold the N_STEPS distance steps -> float32 [N_STEPS, 5].
+
+    The per-sample corrections of align_lap apply here too (Throttle clipped and counted, Brake to
+    0/1), so an aligned lap and the raw lap it came from give the model the same tensor.
+    """
+    missing = [name for name in CHANNELS if name not in channels]
+    if missing:
+        raise _fail(where, f"missing channel(s) {missing}; need {list(CHANNELS)}", missing[0])
+    out = np.empty((N_STEPS, len(CHANNELS)), dtype=np.float32)
+    for col, name in enumerate(CHANNELS):
+        values = _as_1d(channels[name], name, None, where)
+        if values.shape[0] != N_STEPS:
+            raise _fail(
+                where, f"an aligned lap has {N_STEPS} values per channel, got {values.shape[0]}", name
+            )
+        if name == "Throttle":
+            values = clip_throttle(values, counters)
+        elif name == "Brake":
+            values = (values > 0).astype(np.float64)
+        out[:, col] = values
+    return out
+
+
 def align_lap(
     channels: Mapping[str, ArrayLike],
     *,
@@ -111,8 +151,8 @@ def align_lap(
 
     speed = _as_1d(channels["Speed"], "Speed", None, where)
     n = speed.shape[0]
-    if n < MIN_SAMPLES:
-        raise _fail(where, f"lap has {n} samples, need at least {MIN_SAMPLES}", "Speed")
+    if n < MIN_LAP_SAMPLES:
+        raise _fail(where, f"lap has {n} samples, need at least {MIN_LAP_SAMPLES}", "Speed")
     if (speed < 0).any():
         raise _fail(where, f"negative speed {speed.min()} km/h", "Speed")
 
@@ -143,11 +183,7 @@ def align_lap(
     for col, name in enumerate(CHANNELS):
         values = speed if name == "Speed" else _as_1d(channels[name], name, n, where)
         if name == "Throttle":
-            over = values > THROTTLE_MAX
-            if over.any():
-                if counters is not None:
-                    counters["throttle_clipped"] += int(over.sum())
-                values = np.minimum(values, THROTTLE_MAX)
+            values = clip_throttle(values, counters)
             if (values < 0).any():
                 raise _fail(where, f"negative throttle {values.min()}", name)
         elif name == "Brake":

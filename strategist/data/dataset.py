@@ -1,12 +1,13 @@
-"""Build and read datasets (docs/data-format.md): one shard per race + manifest.json.
+"""Build datasets (docs/data-format.md) from race folders: one shard per race + the manifest.
 
     build_dataset(race_dirs, out_dir)      # resumable: finished races are skipped on rerun
-    arrays, manifest = load_dataset(out_dir)
+    arrays, manifest = load_arrays(out_dir)   # strategist.data.dataset_format
 
 Per race: read it, align every lap of every car once (cache), then for each driver and lap L with a
 next lap L+1 make one sample through strategist.data.engine.build_model_inputs, the same function
 the gateway calls. Everything skipped (races without telemetry, laps that fail alignment, samples
-without a lap time) is counted per reason, logged, and written to the manifest.
+without a lap time) is counted per reason, logged, and written to the manifest. What a dataset
+folder holds, and how it is written and read, is strategist.data.dataset_format's.
 """
 
 from __future__ import annotations
@@ -25,8 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from strategist.contract import CHANNELS, N_CONTEXT, N_LAP_CONTEXT, N_STEPS
+from strategist.contract import CHANNELS, N_STEPS
 from strategist.data.context import context_vector, driver_lap_timings
+from strategist.data.dataset_format import (
+    ARRAY_SPECS,
+    FORMAT_VERSION,
+    STINT_HISTORY,
+    empty_array,
+    race_entry,
+    shard_name,
+    shard_stats,
+    write_manifest,
+    write_shard,
+)
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import Race, read_race
 from strategist.data.labels import label_table, regime
@@ -35,30 +47,7 @@ from strategist.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: the timing context array
-STINT_HISTORY = 8  # stint_fc_laps width
 PROGRESS_DIR = "progress"
-STD_FLOOR = 1e-6  # a constant channel would otherwise divide by zero in the model's normalisation
-
-ARRAY_SPECS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "telemetry": ("float32", (N_LAP_CONTEXT, N_STEPS, len(CHANNELS))),
-    "tactical": ("float32", (2, 2)),
-    "context": ("float32", (N_CONTEXT,)),
-    "pace_ref": ("float32", ()),
-    "pace_target": ("float32", ()),
-    "risk": ("int64", ()),
-    "tire_health": ("float32", ()),
-    "fc_laps": ("float32", (N_LAP_CONTEXT,)),
-    "stint_fc_laps": ("float32", (STINT_HISTORY,)),
-    "tyre_life": ("float32", ()),
-    "noise_sigma": ("float32", ()),
-    "clean_target": ("float32", ()),
-    "race": ("str", ()),
-    "track": ("str", ()),
-    "driver": ("str", ()),
-    "lap": ("int32", ()),
-    "regime": ("str", ()),
-}
 
 
 @dataclass(frozen=True)
@@ -236,13 +225,13 @@ def _align_driver(
 
 def _to_arrays(rows: dict[str, list[Any]]) -> dict[str, np.ndarray]:
     out = {}
-    for name, (dtype, shape) in ARRAY_SPECS.items():
-        if dtype == "str":
-            out[name] = np.array(rows[name], dtype=str) if rows[name] else np.zeros((0,), dtype="<U1")
-        elif rows[name]:
-            out[name] = np.asarray(rows[name], dtype=dtype)
+    for name, (dtype, _shape) in ARRAY_SPECS.items():
+        if not rows[name]:
+            out[name] = empty_array(name)
         else:
-            out[name] = np.zeros((0, *shape), dtype=dtype)
+            out[name] = (
+                np.array(rows[name], dtype=str) if dtype == "str" else np.asarray(rows[name], dtype=dtype)
+            )
     return out
 
 
@@ -254,11 +243,7 @@ def _build_one(race_dir: str, race_id: str, shard_path: str, config: BuildConfig
     started = time.perf_counter()
     race = read_race(race_dir)
     arrays, skipped, corrected = race_samples(race, config, race_id)
-    n = int(arrays["pace_ref"].shape[0])
-    if n:
-        tmp = shard_path + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, shard_path)
+    n = write_shard(shard_path, arrays) if len(arrays["pace_ref"]) else 0
     return {
         "race": race_id,
         "source": str(Path(race_dir).resolve()),
@@ -319,7 +304,7 @@ def build_dataset(
         log.info("resuming: %d of %d races already built", len(records), len(dirs))
 
     def shard(i: int) -> str:
-        return str(out / f"shard-{i:05d}.npz")
+        return str(out / shard_name(i))
 
     bar = tqdm(total=len(dirs), initial=len(records), desc="races", unit="race", disable=not progress)
     if workers > 1 and len(todo) > 1:
@@ -370,137 +355,35 @@ def _write_manifest(
     for r in records:
         skipped.update(r["skipped"])
         corrected.update(r["corrected"])
-    fuel_models = {r["race"]: r["fuel_model"] for r in records}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "n_samples": int(sum(s["n"] for s in shards)),
-        "shards": shards,
-        "races": [
-            {
-                k: r[k]
-                for k in ("race", "source", "track", "n", "simulated", "has_telemetry", "skipped", "seconds")
-            }
-            for r in records
-        ],
-        "fuel_model": fuel_models,
-        "stats": compute_stats(out, shards),
-        "skipped": dict(skipped),
-        "corrected": dict(corrected),
-        "build": {
-            "n_steps": N_STEPS,
-            "channels": list(CHANNELS),
-            "segment": list(config.segment) if config.segment else None,
-            "config_key": config.key(),
-            "races_built_this_run": built,
-            "seconds_this_run": None,  # set below, once the statistics are done
-        },
-    }
-    manifest["build"]["seconds_this_run"] = round(time.perf_counter() - started, 2)
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / "manifest.json")
-    return manifest
-
-
-def compute_stats(out: Path, shards: list[dict[str, Any]]) -> dict[str, Any]:
-    """Normalisation statistics over every sample of this dataset (float64 running sums)."""
-    n_tel = 0
-    tel_sum = np.zeros(len(CHANNELS))
-    tel_sq = np.zeros(len(CHANNELS))
-    tac_sum = np.zeros((2, 2))
-    tac_sq = np.zeros((2, 2))
-    deltas: list[np.ndarray] = []
-    contexts: list[np.ndarray] = []
-    n = 0
-    for s in shards:
-        with np.load(out / s["file"]) as z:
-            tel = z["telemetry"].astype(np.float64).reshape(-1, len(CHANNELS))
-            tac = z["tactical"].astype(np.float64)
-            deltas.append(z["pace_target"].astype(np.float64) - z["pace_ref"])
-            contexts.append(z["context"].astype(np.float64))
-        n_tel += tel.shape[0]
-        tel_sum += tel.sum(0)
-        tel_sq += (tel**2).sum(0)
-        tac_sum += tac.sum(0)
-        tac_sq += (tac**2).sum(0)
-        n += tac.shape[0]
-    if n == 0:
-        return {}
-    tel_mean = tel_sum / n_tel
-    tac_mean = tac_sum / n
-    delta = np.concatenate(deltas)
-    delta = delta[np.isfinite(delta)]
-    context = np.concatenate(contexts)
-    # The pace target's centre and scale are robust (median, 1.4826 x MAD): pit and safety-car laps
-    # move the next lap by 20-60 s, and a plain s.d. (~7 s on real races) would squeeze the racing
-    # laps the corridor is for (~0.4 s) into a sliver of the head's output range.
-    centre = float(np.median(delta)) if delta.size else 0.0
-    scale = float(1.4826 * np.median(np.abs(delta - centre))) if delta.size else 1.0
-    return {
-        "n": n,
-        "telemetry_mean": tel_mean.tolist(),
-        "telemetry_std": np.maximum(np.sqrt(np.maximum(tel_sq / n_tel - tel_mean**2, 0)), STD_FLOOR).tolist(),
-        "tactical_mean": tac_mean.tolist(),
-        "tactical_std": np.maximum(np.sqrt(np.maximum(tac_sq / n - tac_mean**2, 0)), STD_FLOOR).tolist(),
-        "pace_delta_mean": centre,
-        "pace_delta_std": max(scale, STD_FLOOR),
-        "context_mean": context.mean(axis=0).tolist(),
-        "context_std": np.maximum(context.std(axis=0), STD_FLOOR).tolist(),
-    }
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / "manifest.json"
-    if not path.exists():
-        raise DataError(
-            "no manifest.json: not a dataset folder (or its build did not finish)", file=str(path)
+    races = [
+        race_entry(
+            r["race"],
+            source=r["source"],
+            track=r["track"],
+            n=r["n"],
+            simulated=r["simulated"],
+            has_telemetry=r["has_telemetry"],
+            skipped=r["skipped"],
+            seconds=r["seconds"],
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc}", file=str(path)) from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"format_version {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}",
-            file=str(path),
-            field="format_version",
-        )
-    return manifest
-
-
-def load_dataset(
-    directory: str | Path, fields: Sequence[str] | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, manifest): every shard concatenated; `fields` limits which arrays are loaded."""
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    names = list(fields) if fields else list(ARRAY_SPECS)
-    unknown = [f for f in names if f not in ARRAY_SPECS]
-    if unknown:
-        raise DataError(f"unknown dataset field(s) {unknown}; known: {list(ARRAY_SPECS)}", field=unknown[0])
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for s in manifest["shards"]:
-        path = directory / s["file"]
-        try:
-            with np.load(path) as z:
-                for name in names:
-                    arr = z[name]
-                    if arr.shape[0] != s["n"]:
-                        raise DataError(
-                            f"{name} has {arr.shape[0]} rows, manifest says {s['n']}",
-                            file=str(path),
-                            field=name,
-                        )
-                    parts[name].append(arr)
-        except (OSError, KeyError, ValueError, EOFError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(f"cannot read shard: {type(exc).__name__}: {exc}", file=str(path)) from exc
-    arrays = {}
-    for name in names:
-        dtype, shape = ARRAY_SPECS[name]
-        if parts[name]:
-            arrays[name] = np.concatenate(parts[name])
-        else:
-            arrays[name] = np.zeros((0, *shape), dtype="<U1" if dtype == "str" else dtype)
-    return arrays, manifest
+        for r in records
+    ]
+    stats = shard_stats(out, shards)
+    build = {
+        "n_steps": N_STEPS,
+        "channels": list(CHANNELS),
+        "segment": list(config.segment) if config.segment else None,
+        "config_key": config.key(),
+        "races_built_this_run": built,
+        "seconds_this_run": round(time.perf_counter() - started, 2),  # statistics included
+    }
+    return write_manifest(
+        out,
+        shards=shards,
+        races=races,
+        stats=stats,
+        fuel_model={r["race"]: r["fuel_model"] for r in records},
+        skipped=dict(skipped),
+        corrected=dict(corrected),
+        build=build,
+    )

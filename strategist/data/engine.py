@@ -3,9 +3,13 @@
     telemetry, tactical = build_model_inputs(laps, ahead, behind)
 
 `laps` holds the five laps of the stack in LAP_SLOTS order [L, L-1, L-2, L-5, L_base]; each is
-either a RawLap (raw time- or distance-sampled channels, aligned here) or an already aligned
-float32 [N_STEPS, 5] array (the dataset builder aligns each lap once and passes the cached array,
-so both callers share the stacking, checks and tactical encoding below).
+one of
+- a RawLap (raw time- or distance-sampled channels, aligned here);
+- an AlignedLap (a client's channels already on the N_STEPS distance steps: they get align_lap's
+  per-sample corrections, the Throttle clip and its counter included);
+- a float32 [N_STEPS, 5] array this engine aligned before (the dataset builder aligns each lap once
+  and passes the cached array), used as it is.
+All callers share the stacking, checks and tactical encoding below.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from strategist.contract import LAP_SLOTS, N_LAP_CONTEXT, N_STEPS
-from strategist.data.align import align_lap
+from strategist.data.align import align_lap, prepare_aligned_lap
 from strategist.data.stack import stack_laps
 from strategist.data.tactical import Neighbour, tactical_tensor
 from strategist.errors import StackSizeError
@@ -33,6 +37,14 @@ class RawLap:
     time_s: ArrayLike | None = None
     where: str = ""  # file/driver/lap for error messages
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class AlignedLap:
+    """One lap whose channels already hold the N_STEPS distance steps: channel name -> values."""
+
+    channels: Mapping[str, ArrayLike]
+    where: str = ""  # file/driver/lap for error messages
 
 
 def align_raw_lap(
@@ -54,8 +66,21 @@ def align_raw_lap(
     )
 
 
+def _aligned(
+    lap: RawLap | AlignedLap | np.ndarray,
+    segment: tuple[float, float] | None,
+    counters: Counter[str] | None,
+) -> np.ndarray:
+    """One slot's float32 [N_STEPS, 5]."""
+    if isinstance(lap, np.ndarray):
+        return lap
+    if isinstance(lap, AlignedLap):
+        return prepare_aligned_lap(lap.channels, where=lap.where, counters=counters)
+    return align_raw_lap(lap, segment=segment, counters=counters)
+
+
 def build_model_inputs(
-    laps: Sequence[RawLap | np.ndarray],
+    laps: Sequence[RawLap | AlignedLap | np.ndarray],
     ahead: Neighbour | None,
     behind: Neighbour | None,
     *,
@@ -72,8 +97,5 @@ def build_model_inputs(
         raise StackSizeError(
             f"a lap stack needs exactly {N_LAP_CONTEXT} laps {list(LAP_SLOTS)}, got {len(laps)}"
         )
-    aligned = [
-        lap if isinstance(lap, np.ndarray) else align_raw_lap(lap, segment=segment, counters=counters)
-        for lap in laps
-    ]
+    aligned = [_aligned(lap, segment, counters) for lap in laps]
     return stack_laps(aligned), tactical_tensor(ahead, behind)

@@ -6,23 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from strategist.data.dataset_format import is_dataset_dir, load_arrays, manifest_path
 from strategist.errors import DataError
 from strategist.evaluate.predictions import Arrays
-
-MANIFEST = "manifest.json"
-
-
-def is_dataset_dir(path: Path) -> bool:
-    return (path / MANIFEST).is_file()
 
 
 def read_dataset_arrays(folder: Path) -> dict[str, np.ndarray]:
     """All shards of a dataset folder concatenated along the sample axis (docs/data-format.md)."""
-    from strategist.data.dataset import load_dataset
-
-    arrays, _manifest = load_dataset(folder)
+    arrays, _manifest = load_arrays(folder)
     if len(arrays["pace_ref"]) == 0:
-        raise DataError("dataset has no samples", file=str(folder / MANIFEST))
+        raise DataError("dataset has no samples", file=str(manifest_path(folder)))
     return arrays
 
 

@@ -48,7 +48,7 @@ def run_evaluation(run: EvalRun) -> dict:
     """Score every checkpoint and baseline; write the report, JSON and plots; return the results."""
     if not run.checkpoints:
         raise StrategistError("evaluation needs at least one checkpoint")
-    from strategist.train.checkpoint import load_checkpoint
+    from strategist.model.checkpoint import load_checkpoint
 
     run.out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -38,7 +38,8 @@ STAT_KEYS = (
     "pace_delta_mean",
     "pace_delta_std",
 )
-CONTEXT_STAT_KEYS = ("context_mean", "context_std")  # only for models with a timing context
+CONTEXT_STAT_KEYS = ("context_mean", "context_std")
+CONTEXT_CLIP = 10.0  # normalised context values are clipped to +-this  # only for models with a timing context
 
 
 class InputNormalizer(nn.Module):
@@ -112,7 +113,10 @@ class InputNormalizer(nn.Module):
         return (x - self.tactical_mean) / self.tactical_std
 
     def context(self, x: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, K]
-        return (x - self.context_mean) / self.context_std
+        # Robust scales (median / MAD) put racing-lap deltas near +-1; a pit or SC lap's 20-60 s
+        # would land at +-100 and swamp the first layer, so the normalised value is clipped (the
+        # pit and status flags still say what kind of lap it was).
+        return ((x - self.context_mean) / self.context_std).clamp(-CONTEXT_CLIP, CONTEXT_CLIP)
 
     def pace_to_seconds(self, z: torch.Tensor) -> torch.Tensor:  # normalised delta -> seconds
         return z * self.pace_delta_std + self.pace_delta_mean

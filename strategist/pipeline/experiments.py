@@ -1,6 +1,6 @@
 """Fine-tuning experiments on top of VirtualStrategist-Base, each one command.
 
-real-finetune: the six real 2023 races with telemetry, held out by race (train 3, val 1, test 2).
+real-finetune: six of the 13 real 2023 races with telemetry, held out by race (train 3, val 1, test 2).
 era-transfer:  a new simulated era ("2019"-like) with about 10 % of a season to fine-tune on.
 
 Both compare, in one evaluation table on the same test races: the base fine-tuned
@@ -10,12 +10,15 @@ data, the base without fine-tuning, and the baselines fitted on the fine-tuning 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from strategist.errors import StrategistError
+from strategist.train.config import ARCH_FIELDS, TrainConfig
 
 REAL_TRAIN = ("01_sakhir", "04_baku", "07_barcelona")
 REAL_VAL = ("10_silverstone",)
@@ -30,6 +33,13 @@ class FinetunePlan:
     train_minutes: float = 6.0  # wall-clock cap per training arm (two arms per experiment)
     finetune_lr: float = 1e-5
     gbm_estimators: int = 300
+    # Training options both arms share; seed, epochs and train_minutes above win.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(progress=False))
+
+    def arm_config(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(
+            self.train, seed=self.seed, epochs=self.epochs, max_minutes=self.train_minutes, **changes
+        )
 
 
 def _build(race_dirs: list[Path], out: Path) -> Path:
@@ -39,32 +49,21 @@ def _build(race_dirs: list[Path], out: Path) -> Path:
     return out
 
 
-def _train_arm(out: Path, train: Path, val: Path, plan: FinetunePlan, extra: list[str]) -> Path:
-    from strategist.pipeline.reproduce import run_train_command
+def _train_arm(out: Path, train: Path, val: Path, tcfg: TrainConfig, arch: dict | None = None) -> Path:
+    from strategist.pipeline.reproduce import train_step
+    from strategist.train.loop import model_config
 
     if not (out / "best" / "config.json").is_file():
-        run_train_command(
-            train,
-            val,
-            out,
-            seed=plan.seed,
-            epochs=plan.epochs,
-            max_minutes=plan.train_minutes,
-            extra=["--no-progress", *extra],
-        )
+        train_step(train, val, out, model_config(tcfg, arch), tcfg)
     return out / "best"
 
 
-def _architecture_args(base: Path) -> list[str]:
-    """`strategist train` flags that rebuild the base's architecture (the scratch arm must match it)."""
-    from strategist.train.checkpoint import read_model_config
+def _architecture(base: Path) -> dict:
+    """The base's architecture (the scratch arm must match it)."""
+    from strategist.model.checkpoint import read_model_config
 
     cfg = read_model_config(base)
-    args = [f"--{flag}={getattr(cfg, flag.replace('-', '_'))}" for flag in _ARCH_FLAGS]
-    return args + ["--stem-channels", *map(str, cfg.stem_channels)]
-
-
-_ARCH_FLAGS = ("d-model", "n-layers", "n-heads", "n-fusion-heads", "d-ff", "head-hidden", "dropout")
+    return {name: getattr(cfg, name) for name in ARCH_FIELDS}
 
 
 def compare_arms(
@@ -77,11 +76,10 @@ def compare_arms(
         out / "finetuned",
         datasets["train"],
         datasets["val"],
-        plan,
-        ["--init-from", str(plan.base), "--freeze-stem", "--lr", str(plan.finetune_lr)],
+        plan.arm_config(init_from=str(plan.base), freeze_stem=True, lr=plan.finetune_lr),
     )
     scratch = _train_arm(
-        out / "scratch", datasets["train"], datasets["val"], plan, _architecture_args(plan.base)
+        out / "scratch", datasets["train"], datasets["val"], plan.arm_config(), _architecture(plan.base)
     )
     return run_evaluation(
         EvalRun(

@@ -19,9 +19,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from strategist.errors import StrategistError
 from strategist.pipeline.splits import check_disjoint_races, split_circuits
+from strategist.train.config import ARCH_FIELDS, TrainConfig, config_args, field_default
+
+if TYPE_CHECKING:
+    from strategist.model.config import ModelConfig
 
 MODEL_NAME = "VirtualStrategist-Base"
 SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", "stats.json", "split.json", "model_card.md")
@@ -43,7 +48,29 @@ class ReproducePlan:
     train_minutes: float = 28.0  # wall-clock cap of the training step (a safety net on a busy machine)
     gbm_estimators: int = 300
     circuits: list[str] | None = None  # None: the simulator's default calendar
-    extra_train_args: list[str] = field(default_factory=list)  # passed through to `strategist train`
+    # Training options beyond seed / epochs / train_minutes (the plan's own, which win).
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig | None = None  # None: the design architecture
+
+    def train_config(self) -> TrainConfig:
+        """The TrainConfig of the training step: the plan's seed, epochs and time cap on `train`."""
+        return dataclasses.replace(
+            self.train, seed=self.seed, epochs=self.epochs, max_minutes=self.train_minutes
+        )
+
+    def train_args(self) -> list[str]:
+        """`strategist train` options of `train` and `model` that differ from the defaults."""
+        from strategist.model.config import ModelConfig
+
+        own = {name: field_default(name) for name in ("seed", "epochs", "max_minutes")}
+        arch, impl = {}, None
+        if self.model is not None:
+            design = ModelConfig()
+            arch = {
+                f: getattr(self.model, f) for f in ARCH_FIELDS if getattr(self.model, f) != getattr(design, f)
+            }
+            impl = self.model.impl if self.model.impl != design.impl else None
+        return config_args(dataclasses.replace(self.train, **own), arch, impl)
 
     def command(self) -> str:
         """The shell command that reruns this plan (only non-default sizes are spelled out)."""
@@ -67,7 +94,7 @@ class ReproducePlan:
                 parts.append(f"{flag} {value}")
         if self.circuits:
             parts.append("--circuits " + " ".join(self.circuits))
-        parts += [f"--train-arg={arg}" for arg in self.extra_train_args]
+        parts += [f"--train-arg={arg}" for arg in self.train_args()]
         return " ".join(parts)
 
 
@@ -143,33 +170,22 @@ def _build_split(race_dirs: list[Path], out: Path) -> Path:
     return out
 
 
-def run_train_command(
-    train: Path, val: Path, out: Path, *, seed: int, epochs: int, max_minutes: float, extra: list[str]
-) -> None:
-    """Run `strategist train` in-process (the same entry point a person types); raise on failure."""
-    from strategist.cli import main as cli_main
+def train_step(train: Path, val: Path, out: Path, model: ModelConfig | None, tcfg: TrainConfig) -> None:
+    """Train into out/ in-process with `tcfg` (what `strategist train` runs)."""
+    from strategist.model.config import ModelConfig
+    from strategist.train.loop import setup_logging
+    from strategist.train.loop import train as run_training
 
-    argv = ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--seed", str(seed)]
-    argv += ["--epochs", str(epochs), "--max-minutes", str(max_minutes), *extra]
-    if not sys.stderr.isatty() and "--no-progress" not in argv:  # a log file gets epoch lines, not bars
-        argv.append("--no-progress")
-    code = cli_main(argv)
-    if code != 0:
-        raise StrategistError(f"training failed (exit code {code}): strategist {' '.join(argv)}")
+    if not sys.stderr.isatty():  # a log file gets epoch lines, not bars
+        tcfg = dataclasses.replace(tcfg, progress=False)
+    setup_logging()
+    run_training(train, val, out, model or ModelConfig(), tcfg)
 
 
 def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
-    """`strategist train` into out/; returns the best checkpoint folder (out/best)."""
+    """Train into out/; returns the best checkpoint folder (out/best)."""
     if not _done(out):
-        run_train_command(
-            train,
-            val,
-            out,
-            seed=plan.seed,
-            epochs=plan.epochs,
-            max_minutes=plan.train_minutes,
-            extra=list(plan.extra_train_args),
-        )
+        train_step(train, val, out, plan.model, plan.train_config())
         _mark_done(out)
     best = out / "best"
     if not (best / "config.json").is_file():
@@ -287,7 +303,9 @@ def ship(checkpoint: Path, dest: Path) -> Path:
 
 
 def _count_samples(dataset: Path) -> int:
-    return int(json.loads((dataset / "manifest.json").read_text())["n_samples"])
+    from strategist.data.dataset_format import read_manifest
+
+    return int(read_manifest(dataset)["n_samples"])
 
 
 def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to: Path | None = None) -> dict:

@@ -73,13 +73,13 @@ def fit_interval_scale(
 
 def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, Any]:
     """Fit the corridor scales of `checkpoint` on `dataset` and write them into the checkpoint."""
-    from strategist.data.dataset import load_dataset
+    from strategist.data.dataset_format import load_arrays
+    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
     from strategist.model.core import StrategistModel
-    from strategist.train.checkpoint import load_checkpoint, save_checkpoint
 
     loaded, cfg, meta = load_checkpoint(checkpoint)
     model: StrategistModel = loaded  # the attributes of StrategistForwardMixin
-    arrays, _ = load_dataset(dataset, fields=[*cfg.input_names, "pace_ref", "pace_target"])
+    arrays, _ = load_arrays(dataset, fields=[*cfg.input_names, "pace_ref", "pace_target"])
     keep = np.isfinite(arrays["pace_target"]) & np.isfinite(arrays["pace_ref"])
     inputs = {name: arrays[name][keep] for name in cfg.input_names}
     # Fit on the uncalibrated corridor, so calibrating twice gives the same answer.

@@ -16,14 +16,15 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from strategist.train.loss import DEFAULT_WEIGHTS, joint_loss
+from strategist.train.config import LOSS_WEIGHTS
+from strategist.train.loss import joint_loss
 
 
 class StrategistTrainer(Trainer):
     """transformers.Trainer with the joint loss (pinball + cross-entropy + tire MSE)."""
 
     def __init__(
-        self, *args: Any, loss_weights: tuple[float, float, float] = DEFAULT_WEIGHTS, **kwargs: Any
+        self, *args: Any, loss_weights: tuple[float, float, float] = LOSS_WEIGHTS, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.loss_weights = loss_weights

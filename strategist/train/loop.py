@@ -32,17 +32,18 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model, count_parameters
-from strategist.model.core import StrategistModel, StrategistOutput
-from strategist.train import distributed
-from strategist.train.checkpoint import (
+from strategist.model.checkpoint import (
     load_checkpoint,
     load_training_state,
     read_model_config,
     save_checkpoint,
     save_training_state,
 )
+from strategist.model.core import StrategistModel, StrategistOutput
+from strategist.train import distributed
+from strategist.train.config import TrainConfig
 from strategist.train.data import StrategistDataset, load_dataset
-from strategist.train.loss import DEFAULT_WEIGHTS, joint_loss
+from strategist.train.loss import joint_loss
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +51,32 @@ LAST_DIR, BEST_DIR, METRICS_FILE = "last", "best", "metrics.jsonl"
 LOSS_TERMS = ("total", "pinball", "ce", "mse")
 
 
-@dataclass
-class TrainConfig:
-    """Everything about a run that is not the architecture (that is ModelConfig)."""
+def setup_logging() -> None:
+    """INFO from the main process, warnings only from the others (torchrun ranks)."""
+    import os
 
-    epochs: int = 10
-    batch_size: int = 128  # per process; the global batch under torchrun is batch_size x world size
-    lr: float = 3e-4
-    weight_decay: float = 0.01  # on weight matrices only (not biases, norms, embeddings)
-    warmup_frac: float = 0.02  # linear warm-up over this share of all steps, then cosine to min_lr_frac x lr
-    min_lr_frac: float = 0.01
-    grad_clip: float = 1.0  # max global gradient norm
-    seed: int = 0
-    loss_weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # pinball, cross-entropy, tire MSE
-    max_minutes: float | None = None  # stop (and checkpoint) once a run has trained this long
-    max_steps_per_epoch: int | None = None  # cap, for smoke runs and throughput measurements
-    freeze_stem: bool = False  # fine-tuning: the CNN stem keeps its pre-trained weights
-    init_from: str | None = None  # checkpoint folder whose weights (and architecture) start the run
-    resume: bool = False  # continue <out>/last
-    device: str = "auto"  # auto | cpu | cuda
-    # CPU threads per process (None: torch's default). On a shared CPU, 1 thread per process is
-    # steadier and often faster than 2: OpenMP threads that wait for a busy core stall every op.
-    threads: int | None = None
-    amp: bool = True  # bf16 autocast where the device supports it (CUDA with bf16); off on CPU
-    val_batch_size: int = 512
-    progress: bool = True  # tqdm bars (main process only)
-    tensorboard: bool = False
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def model_config(
+    tcfg: TrainConfig, arch: dict[str, Any] | None = None, impl: str | None = None
+) -> ModelConfig:
+    """The ModelConfig for a run: `arch` (ModelConfig field -> value) for a new model; with
+    init_from or resume the architecture comes from the checkpoint, so `arch` must be empty.
+    impl: default torch, with init_from the checkpoint's."""
+    arch = dict(arch or {})
+    if (tcfg.init_from or tcfg.resume) and arch:
+        raise StrategistError(
+            f"architecture options {sorted(arch)} cannot change a model loaded with "
+            f"{'--resume' if tcfg.resume else '--init-from'}: its architecture comes from the checkpoint"
+        )
+    if impl is None:
+        impl = read_model_config(tcfg.init_from).impl if tcfg.init_from else "torch"
+    return ModelConfig(impl=impl, **arch)
 
 
 class _TrainForward(nn.Module):

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from strategist.data.dataset_format import RISK_UNKNOWN
 from strategist.model.core import StrategistOutput
 from strategist.model.layers import InputNormalizer
-from strategist.train.data import RISK_UNKNOWN
-
-DEFAULT_WEIGHTS = (1.0, 0.5, 2.0)  # pace pinball, risk cross-entropy, tire MSE
+from strategist.train.config import LOSS_WEIGHTS
 
 
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -51,7 +50,7 @@ def joint_loss(
     batch: dict[str, torch.Tensor],
     normalizer: InputNormalizer,
     quantiles: tuple[float, ...],
-    weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
+    weights: tuple[float, float, float] = LOSS_WEIGHTS,
 ) -> LossTerms:
     """Loss terms for one batch (batch dict as StrategistDataset returns it)."""
     pace_delta = batch["pace_delta"]

@@ -7,16 +7,16 @@ taken: the car closest behind another one in a racing situation, so the example 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from server.race_requests import drivers_with_stack, request_from_race
 from strategist.data.fastf1_reader import read_race
 from strategist.errors import StrategistError
+from strategist.serving.race_requests import drivers_with_stack, request_from_race
+from strategist.sim.simulate import simulate_race
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,8 @@ EXAMPLE_LAP = 20
 
 
 def example_request(*, seed: int = EXAMPLE_SEED, lap: int = EXAMPLE_LAP) -> dict[str, Any]:
-    # Imported by name: the simulator is training-side code the gateway's type check need not follow.
-    simulate = importlib.import_module("strategist.sim.simulate")
     with tempfile.TemporaryDirectory(prefix="strategist-example-") as tmp:
-        folder = simulate.simulate_race(Path(tmp), seed=seed)
+        folder = simulate_race(Path(tmp), seed=seed)
         race = read_race(folder)
         candidates = []
         for driver in drivers_with_stack(race, lap):

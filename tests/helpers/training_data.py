@@ -1,19 +1,18 @@
 """A small synthetic dataset in the docs/data-format.md layout, with targets the model can learn.
 
-For tests, smoke runs and throughput measurements; not race physics. Each sample has a hidden pace
+For the training tests; not race physics. Each sample has a hidden pace
 factor that slows every stacked lap's speed trace and sets the next lap's pace delta; the gap to the
 car ahead decides the risk class; the throttle level sets tire health.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from strategist import contract
-from strategist.train.data import compute_stats
+from strategist.data.dataset_format import write_dataset
 
 
 def make_synthetic_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -55,29 +54,8 @@ def make_synthetic_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def write_synthetic_dataset(
-    folder: str | Path, n: int, *, seed: int = 0, n_shards: int = 2, with_stats: bool = True
-) -> Path:
+def write_synthetic_dataset(folder: str | Path, n: int, *, seed: int = 0, n_shards: int = 2) -> Path:
     """Write `n` samples as `n_shards` shards + manifest.json into `folder`; returns the folder."""
-    root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
     arrays = make_synthetic_arrays(n, seed)
-    bounds = np.linspace(0, n, n_shards + 1).astype(int)
-    shards = []
-    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        name = f"shard-{i:05d}.npz"
-        np.savez(root / name, **{k: v[lo:hi] for k, v in arrays.items()})
-        shards.append({"file": name, "n": int(hi - lo)})
-    manifest: dict = {
-        "format_version": 1,
-        "n_samples": n,
-        "shards": shards,
-        "races": ["synthetic"],
-        "build": {"synthetic_seed": seed},
-    }
-    if with_stats:
-        manifest["stats"] = compute_stats(
-            arrays["telemetry"], arrays["tactical"], arrays["pace_target"] - arrays["pace_ref"]
-        )
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return root
+    write_dataset(folder, arrays, n_shards=n_shards, build={"synthetic_seed": seed})
+    return Path(folder)

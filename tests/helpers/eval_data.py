@@ -6,12 +6,12 @@ the simulator-only arrays (noise_sigma, clean_target) are filled as on a simulat
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from strategist.contract import CHANNELS, N_LAP_CONTEXT, N_STEPS
+from strategist.data import dataset_format
 
 
 def synthetic_arrays(n_races: int = 3, n_drivers: int = 4, n_laps: int = 20, seed: int = 0) -> dict:
@@ -64,26 +64,6 @@ def synthetic_arrays(n_races: int = 3, n_drivers: int = 4, n_laps: int = 20, see
 
 
 def write_dataset(arrays: dict, out_dir: Path) -> Path:
-    """One shard plus manifest.json, as the Data Engine writes them."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n = len(arrays["pace_ref"])
-    np.savez(out_dir / "shard-00000.npz", **arrays)
-    delta = arrays["pace_target"] - arrays["pace_ref"]
-    manifest = {
-        "format_version": 1,
-        "n_samples": n,
-        "shards": [{"file": "shard-00000.npz", "n": n}],
-        "races": sorted(set(arrays["race"].tolist())),
-        "fuel_model": {},
-        "stats": {
-            "telemetry_mean": arrays["telemetry"].mean(axis=(0, 1, 2)).tolist(),
-            "telemetry_std": arrays["telemetry"].std(axis=(0, 1, 2)).tolist(),
-            "tactical_mean": arrays["tactical"].mean(axis=0).tolist(),
-            "tactical_std": (arrays["tactical"].std(axis=0) + 1.0).tolist(),
-            "pace_delta_mean": float(delta.mean()),
-            "pace_delta_std": float(delta.std()),
-        },
-        "build": {},
-    }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest))
+    """One shard plus manifest.json, through the writer the Data Engine uses."""
+    dataset_format.write_dataset(out_dir, arrays, n_shards=1, fuel_model={}, build={})
     return out_dir

@@ -10,7 +10,6 @@ gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shlex
 import sys
@@ -18,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from export.repository import build_cpu_repository
 from server.settings import GatewaySettings
-from server.triton_launcher import LocalTriton, TritonLaunchError
+from strategist.contract import CPU_MODEL_NAME
 from strategist.errors import StrategistError
+from strategist.serving.example_payload import write_example_request
+from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError
 
-log = logging.getLogger("server.serve")
+log = logging.getLogger("strategist.serve")
 
-CPU_MODEL_NAME = "virtual_strategist_cpu"
 BackendChoice = Literal["auto", "triton", "onnxruntime"]
 
 
@@ -54,15 +55,11 @@ def ensure_cpu_repository(repo: Path, checkpoint: Path) -> Path:
     if onnx.exists() and config.exists() and not stale:
         log.info("model repository ready: %s", onnx)
         return onnx
-    # Imported by name: the export code pulls in torch, which neither the gateway's run time nor its
-    # type check (`mypy server`) should depend on.
-    repository = importlib.import_module("export.repository")
     why = "older than the checkpoint" if stale else "missing"
     log.info("CPU model %s: exporting %s into %s", why, checkpoint, repo)
-    built = repository.build_cpu_repository(checkpoint, repo)
+    built = build_cpu_repository(checkpoint, repo)
     log.info("exported %s in %.1f s", built.artefact, built.seconds)
-    artefact: Path = built.artefact
-    return artefact
+    return built.artefact
 
 
 def start_backend(options: ServeOptions) -> tuple[GatewaySettings, LocalTriton | None]:
@@ -104,8 +101,6 @@ def ensure_example(path: Path | None) -> Path | None:
     """The example payload for the curl line, written from a simulated race when missing."""
     if path is None or path.exists():
         return path
-    from server.example_payload import write_example_request
-
     try:
         return write_example_request(path)
     except (StrategistError, ImportError, OSError) as exc:

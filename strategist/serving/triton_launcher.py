@@ -39,9 +39,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from strategist.contract import CPU_MODEL_NAME
 from strategist.errors import StrategistError
 
-DEFAULT_MODELS: tuple[str, ...] = ("virtual_strategist_cpu",)
+DEFAULT_MODELS: tuple[str, ...] = (CPU_MODEL_NAME,)
 MIN_GLIBC = (2, 35)  # the wheel's binary is built against it
 _PR_SET_PDEATHSIG = 1
 
