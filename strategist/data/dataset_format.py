@@ -409,3 +409,25 @@ def load_arrays(
             field="n_samples",
         )
     return arrays, manifest
+
+
+def subset_dataset(source: str | Path, races: Sequence[str], out: str | Path) -> dict[str, Any]:
+    """A dataset of the samples of `races` only (with its own statistics), written to `out`.
+
+    What leave-races-out cross-validation trains and tests on: a race is never split across the
+    two sides. Every listed race must be in `source`; its manifest's fuel models are carried over."""
+    arrays, manifest = load_arrays(source)
+    known = sorted(set(arrays["race"].tolist()))
+    unknown = [r for r in races if r not in known]
+    if unknown:
+        raise DataError(f"races {unknown} are not in this dataset (it has {known})", file=str(source))
+    keep = np.isin(arrays["race"], list(races))
+    simulated = {r["race"]: bool(r["simulated"]) for r in manifest.get("races", [])}
+    fuel = {r: m for r, m in manifest.get("fuel_model", {}).items() if r in races}
+    return write_dataset(
+        out,
+        {k: v[keep] for k, v in arrays.items()},
+        simulated=all(simulated.get(r, True) for r in races),
+        fuel_model=fuel,
+        subset_of=str(Path(source).resolve()),
+    )
