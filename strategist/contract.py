@@ -92,6 +92,12 @@ N_CONTEXT = len(CONTEXT_FEATURES)
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 RISK_CLASSES: tuple[str, ...] = ("none", "traffic_loss", "overtaken")
 TRAFFIC_LOSS_THRESHOLD_S = 1.5
+# "In traffic": within this many seconds of the car ahead at the line at the end of lap L.
+TRAFFIC_GAP_S = 1.5
+# Groups of laps whose P10-P90 corridor is calibrated separately (models with a timing context),
+# told apart from the inputs alone: "special" = lap L is an in/out-lap or neutralised, "traffic" =
+# otherwise within TRAFFIC_GAP_S of the car ahead, "clean" = the rest.
+CALIBRATION_GROUPS: tuple[str, ...] = ("clean", "traffic", "special")
 
 INPUT_TELEMETRY = "telemetry"
 INPUT_TACTICAL = "tactical"

@@ -8,7 +8,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV_VAR = "STRATEGIST_DATA"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-BASE_CHECKPOINT_DIR = ASSETS_DIR / "virtual-strategist-base"
+BASE_CHECKPOINT_DIR = ASSETS_DIR / "virtual-strategist-base"  # pre-trained on simulated seasons
+REAL_CHECKPOINT_DIR = ASSETS_DIR / "virtual-strategist-real"  # trained on real races: what is served
 MODEL_REPOSITORY_DIR = PROJECT_ROOT / "model_repository"
 
 

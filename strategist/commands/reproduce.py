@@ -21,10 +21,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--experiment",
-        choices=["base", "real-finetune", "era-transfer"],
+        choices=["base", "real", "real-finetune", "era-transfer"],
         default="base",
-        help="base: pre-train and ship the base (default); real-finetune / era-transfer: fine-tuning "
-        "experiments on top of --base (fine-tuned vs scratch vs base vs baselines)",
+        help="base: pre-train and ship the base (default); real: leave-races-out cross-validation on "
+        "the real races with telemetry, then train and ship the real-data model "
+        "(VirtualStrategist-Real, what `strategist serve` serves) started from --base; "
+        "real-finetune / era-transfer: fine-tuning experiments on top of --base (fine-tuned vs "
+        "scratch vs base vs baselines)",
+    )
+    parser.add_argument(
+        "--folds", type=int, default=None, help="real: cross-validation folds by race (default 4)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real: folder of real race folders (default: the shared 2023 races)",
     )
     parser.add_argument(
         "--base",
@@ -77,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
     from strategist.pipeline.reproduce import ReproducePlan, reproduce
 
+    if args.experiment == "real":
+        return _run_real_study(args, args.base or BASE_CHECKPOINT_DIR)
     if args.experiment != "base":
         return _run_experiment(args, args.base or BASE_CHECKPOINT_DIR)
     tcfg, model_cfg = _train_options(args.train_arg)
@@ -107,6 +121,28 @@ def run(args: argparse.Namespace) -> int:
         verdict = "reached" if check["reached"] else "missed"
         print(f"{check['target']}: {check['value']:.3f} (goal {check['goal']}) {verdict}")
     if summary["shipped_to"]:
+        print(f"shipped to {summary['shipped_to']}")
+    return 0
+
+
+def _run_real_study(args: argparse.Namespace, base: Path) -> int:
+    import dataclasses
+
+    from strategist.paths import REAL_CHECKPOINT_DIR
+    from strategist.pipeline.real_study import REPORT_MD, RealStudyPlan, run_study
+
+    plan = RealStudyPlan(base=base, seed=args.seed, gbm_estimators=args.gbm_estimators)
+    if args.folds is not None:
+        plan.n_folds = args.folds
+    if args.data is not None:
+        plan.data_dir = args.data
+    changes = {
+        k: v for k, v in (("epochs", args.epochs), ("max_minutes", args.train_minutes)) if v is not None
+    }
+    plan.train = dataclasses.replace(plan.train, **changes)
+    summary = run_study(plan, args.out, ship_to=None if args.no_ship else REAL_CHECKPOINT_DIR)
+    print((args.out / REPORT_MD).read_text())
+    if summary.get("shipped_to"):
         print(f"shipped to {summary['shipped_to']}")
     return 0
 

@@ -121,9 +121,13 @@ def _check_lap(lap: LapTiming, lap_l: LapTiming, slot: str, where: str) -> None:
             field=f"{slot}.lap_number",
         )
     if not np.isfinite(lap.tyre_life) or lap.tyre_life < 0:
-        raise DataError(f"{prefix}slot {slot} tyre_life must be >= 0, got {lap.tyre_life}", field=f"{slot}.tyre_life")
+        raise DataError(
+            f"{prefix}slot {slot} tyre_life must be >= 0, got {lap.tyre_life}", field=f"{slot}.tyre_life"
+        )
     if lap.stint_lap < 1:
-        raise DataError(f"{prefix}slot {slot} stint_lap must be >= 1, got {lap.stint_lap}", field=f"{slot}.stint_lap")
+        raise DataError(
+            f"{prefix}slot {slot} stint_lap must be >= 1, got {lap.stint_lap}", field=f"{slot}.stint_lap"
+        )
 
 
 def status_digits(codes: str, *, sc: bool = False, vsc: bool = False, red: bool = False) -> str:
@@ -153,7 +157,9 @@ def driver_lap_timings(driver_laps: pd.DataFrame) -> dict[int, LapTiming]:
             stint=stint,
             stint_lap=number - stint_start[stint] + 1,
             compound=str(r.Compound),
-            track_status=status_digits(str(r.TrackStatus), sc=bool(r.is_sc), vsc=bool(r.is_vsc), red=bool(r.is_red)),
+            track_status=status_digits(
+                str(r.TrackStatus), sc=bool(r.is_sc), vsc=bool(r.is_vsc), red=bool(r.is_red)
+            ),
             pit_in=bool(r.is_pit_in),
             pit_out=bool(r.is_pit_out),
         )

@@ -41,7 +41,7 @@ from strategist.data.dataset_format import (
 )
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import Race, read_race
-from strategist.data.labels import label_table, regime
+from strategist.data.labels import label_table, pace_forecastable, regime
 from strategist.data.stack import LapInfo, choose_stack_laps
 from strategist.errors import DataError
 
@@ -199,6 +199,7 @@ def _driver_samples(
         rows["driver"].append(driver)
         rows["lap"].append(lap + 1)
         rows["regime"].append(regime(l_row, t_row))
+        rows["pace_forecastable"].append(pace_forecastable(l_row, t_row))
 
 
 def _align_driver(

@@ -55,6 +55,8 @@ ARRAY_SPECS: dict[str, tuple[str, tuple[int, ...]]] = {
     "driver": ("str", ()),
     "lap": ("int32", ()),
     "regime": ("str", ()),
+    # 1 when the pace target is forecastable from the inputs (strategist.data.labels.pace_forecastable)
+    "pace_forecastable": ("bool", ()),
 }
 # Model inputs: a NaN here is a writer bug, never a missing value (targets may be NaN / RISK_UNKNOWN).
 FINITE_ARRAYS = ("telemetry", "tactical", "context", "pace_ref")
@@ -94,7 +96,7 @@ def check_array(name: str, value: np.ndarray, n: int, *, file: str | None = None
         raise DataError(f"unknown dataset field {name!r}; known: {list(ARRAY_SPECS)}", file=file, field=name)
     dtype, sample_shape = ARRAY_SPECS[name]
     if value.dtype.kind not in _dtype_kinds(dtype):
-        expected = {"f": "float", "i": "integer", "U": "string"}[_dtype_kinds(dtype)[0]]
+        expected = {"f": "float", "i": "integer", "U": "string", "b": "bool"}[_dtype_kinds(dtype)[0]]
         raise DataError(f"dtype {value.dtype}, expected {expected}", file=file, field=name)
     if value.shape != (n, *sample_shape):
         raise DataError(

@@ -23,6 +23,12 @@ Tire health at the end of lap L (0 dead .. 1 new):
   commonly quoted "cliff" ages; intermediate 30, wet 40). Pirelli's sets are retired before they
   are dead, so this is a proxy for wear, not a measurement.
 
+Forecastable (pace target of a sample L -> T): 0 when T's time depends on a decision or an event the
+inputs cannot know at the end of L: T is an in-lap (the team decides to pit), or a neutralisation
+(SC/VSC/red) starts during T while L was green. Those samples keep their rows and are evaluated, but
+training leaves them out of the pace loss: the corridor is "the next lap if it is raced as the
+inputs say", and an unforecastable 20 s jump would otherwise pull every racing lap's forecast.
+
 Regime of a sample (L -> T): `pit` if L or T is an in/out lap, else `sc` if L or T is neutralised,
 else `traffic` if the gap to the car ahead at the end of L is below TRAFFIC_GAP_S, else `clean`.
 """
@@ -32,11 +38,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from strategist.contract import TRAFFIC_LOSS_THRESHOLD_S
+from strategist.contract import TRAFFIC_GAP_S, TRAFFIC_LOSS_THRESHOLD_S
 from strategist.data.fastf1_reader import Race
 from strategist.errors import DataError
 
-TRAFFIC_GAP_S = 1.5  # "in traffic": within this many seconds of the car ahead at the line
 EXPECTED_PACE_LAPS = 5
 MIN_STINTS_FOR_TYPICAL_LIFE = 3
 DEFAULT_TYPICAL_LIFE_LAPS = {"SOFT": 18.0, "MEDIUM": 28.0, "HARD": 38.0, "INTERMEDIATE": 30.0, "WET": 40.0}
@@ -149,6 +154,13 @@ def _real_risk(laps: pd.DataFrame) -> np.ndarray:
         if recent.size and row.FcLapTime - float(np.median(recent)) > TRAFFIC_LOSS_THRESHOLD_S:
             risk[i] = 1
     return risk
+
+
+def pace_forecastable(l_row: pd.Series | object, t_row: pd.Series | object) -> bool:
+    """False when T is an in-lap or a neutralisation starts in T after a green L (see module doc)."""
+    if t_row.is_pit_in:  # type: ignore[union-attr]
+        return False
+    return not (t_row.is_neutralised and not l_row.is_neutralised)  # type: ignore[union-attr]
 
 
 def regime(l_row: pd.Series | object, t_row: pd.Series | object) -> str:

@@ -22,7 +22,10 @@ def model_predictions(model, data: Arrays, batch_size: int = 512) -> Predictions
         for start in range(0, len(data[names[0]]), batch_size):
             stop = start + batch_size
             out_pace, out_risk, out_tire = model(
-                *(torch.from_numpy(np.ascontiguousarray(data[k][start:stop], dtype=np.float32)) for k in names)
+                *(
+                    torch.from_numpy(np.ascontiguousarray(data[k][start:stop], dtype=np.float32))
+                    for k in names
+                )
             )
             pace.append(out_pace.numpy())
             risk.append(out_risk.numpy())

@@ -161,7 +161,10 @@ def load_checkpoint(
             f"n_lap_context={cfg.n_lap_context}"
         )
     # Checkpoints saved before the corridor calibration existed carry no scale: uncalibrated (ones).
-    state.setdefault("interval_calibration.scale", torch.ones(2))
+    state.setdefault(
+        "interval_calibration.scale",
+        torch.ones(2) if cfg.n_calibration_groups == 1 else torch.ones(cfg.n_calibration_groups, 2),
+    )
     model = build_model(cfg)
     try:
         model.load_state_dict(state, strict=True)

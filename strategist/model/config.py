@@ -63,6 +63,11 @@ class ModelConfig:
     # small MLP, goes to the heads. Checkpoints saved before the context existed load as 0.
     n_context: int = contract.N_CONTEXT
     context_hidden: int = 128
+    # Two pace heads, chosen per sample by lap L's own flags in the context: one for a green racing
+    # lap L, one for an in/out-lap or a neutralised L. The next lap's delta is ~0.4 s after a green
+    # lap and 20-60 s after a pit or SC lap; one head fitting both spends itself on the big jumps
+    # and loses the racing laps the pit wall cares about (measured). Needs n_context > 0.
+    split_pace_head: bool = True
 
     # --- heads ---
     head_hidden: int = 128
@@ -98,6 +103,8 @@ class ModelConfig:
                 f"n_context {self.n_context} must be 0 (two-input model) or {contract.N_CONTEXT} "
                 "(strategist.contract.CONTEXT_FEATURES)"
             )
+        if self.split_pace_head and not self.n_context:
+            problems.append("split_pace_head needs the timing context (n_context > 0) to tell the laps apart")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout {self.dropout} must be in [0, 1)")
         if problems:
@@ -111,6 +118,11 @@ class ModelConfig:
             + (self.n_lap_context if self.lap_time_features else 0)
             + (self.context_hidden if self.n_context else 0)
         )
+
+    @property
+    def n_calibration_groups(self) -> int:
+        """Corridor calibration groups (contract.CALIBRATION_GROUPS) with a context, else one for all."""
+        return len(contract.CALIBRATION_GROUPS) if self.n_context else 1
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -146,7 +158,7 @@ class ModelConfig:
             )
         # Checkpoints written before the lap-time features existed were built without them.
         # Likewise for the timing context: they are two-input models.
-        data = {"lap_time_features": False, "n_context": 0, **data}
+        data = {"lap_time_features": False, "n_context": 0, "split_pace_head": False, **data}
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelConfig:

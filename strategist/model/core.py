@@ -65,12 +65,46 @@ def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
     module.pace_head = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
     module.risk_head = MLPHead(cfg.head_in_features, cfg.head_hidden, cfg.n_risk_classes)
     module.tire_head = MLPHead(cfg.head_in_features, cfg.head_hidden, 1)
-    module.interval_calibration = IntervalCalibration()
+    module.interval_calibration = IntervalCalibration(cfg.n_calibration_groups)
+    if cfg.split_pace_head:
+        module.pace_head_special = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
     if cfg.n_context:
         # Start from "next lap = lap L" (the strongest simple forecast): a zero pace head output is a
         # zero delta up to the normalisation offset, so training can only add what the data supports.
-        nn.init.zeros_(module.pace_head.out.weight)
-        nn.init.zeros_(module.pace_head.out.bias)
+        zero_pace_heads(module)
+
+
+def pace_heads(module: nn.Module) -> list[MLPHead]:
+    """The pace head(s) of a model: one, or two with split_pace_head."""
+    names = ("pace_head", "pace_head_special")
+    return [head for name in names if isinstance(head := getattr(module, name, None), MLPHead)]
+
+
+def zero_pace_heads(module: nn.Module) -> None:
+    for head in pace_heads(module):
+        nn.init.zeros_(head.out.weight)
+        nn.init.zeros_(head.out.bias)
+
+
+# Lap L's own flags in the context that make it a "special" lap for the split pace head.
+_SPECIAL_LAP_FEATURES = tuple(
+    contract.CONTEXT_FEATURES.index(f"{contract.LAP_SLOTS[0]}.{name}")
+    for name in ("pit_in", "pit_out", "status_sc", "status_vsc", "status_red")
+)
+
+
+def special_lap_gate(context: torch.Tensor) -> torch.Tensor:
+    """[B, K] raw context -> [B, 1]: 1 where lap L is an in/out-lap or neutralised, else 0."""
+    return (context[:, list(_SPECIAL_LAP_FEATURES)].amax(dim=1, keepdim=True) > 0.5).to(context.dtype)
+
+
+def calibration_groups(tactical: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """[B, 2, 2] raw tactical, [B, K] raw context -> [B, 3] one-hot over contract.CALIBRATION_GROUPS."""
+    special = special_lap_gate(context)  # [B, 1]
+    ahead_gap = tactical[:, 0, 0:1]  # [B, 1] s
+    traffic = (ahead_gap < contract.TRAFFIC_GAP_S).to(context.dtype) * (1.0 - special)
+    clean = 1.0 - special - traffic
+    return torch.cat([clean, traffic, special], dim=1)
 
 
 def check_inputs(
@@ -115,7 +149,8 @@ def check_inputs(
     if context is not None:
         if context.dim() != 2 or context.shape[1] != cfg.n_context:
             raise DataError(
-                f"expected [B, {cfg.n_context}], got shape {tuple(context.shape)}", field=contract.INPUT_CONTEXT
+                f"expected [B, {cfg.n_context}], got shape {tuple(context.shape)}",
+                field=contract.INPUT_CONTEXT,
             )
         if context.shape[0] != telemetry.shape[0]:
             raise DataError(
@@ -153,6 +188,7 @@ class StrategistForwardMixin:
     tactical_embedding: TacticalEmbedding
     fusion: TacticalFusionBlock
     pace_head: MLPHead
+    pace_head_special: MLPHead
     risk_head: MLPHead
     tire_head: MLPHead
     interval_calibration: IntervalCalibration
@@ -186,7 +222,12 @@ class StrategistForwardMixin:
         if context_features is not None:
             pooled = torch.cat([pooled, context_features], dim=-1)  # [..., + H]
 
-        pace_norm = self.interval_calibration(non_crossing_quantiles(self.pace_head(pooled)))  # [B, 3]
+        raw_pace = self.pace_head(pooled)  # [B, 3]
+        if cfg.split_pace_head and context is not None:
+            gate = special_lap_gate(context)  # [B, 1]
+            raw_pace = gate * self.pace_head_special(pooled) + (1.0 - gate) * raw_pace
+        groups = None if context is None else calibration_groups(tactical, context)  # [B, G]
+        pace_norm = self.interval_calibration(non_crossing_quantiles(raw_pace), groups)  # [B, 3]
         risk_logits = self.risk_head(pooled)  # [B, 3]
         return StrategistOutput(
             pace_quantiles=self.normalizer.pace_to_seconds(pace_norm),

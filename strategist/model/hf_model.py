@@ -25,7 +25,7 @@ from transformers import BertConfig, PretrainedConfig, PreTrainedModel
 from transformers.models.bert.modeling_bert import BertEncoder
 
 from strategist.model.config import ModelConfig
-from strategist.model.core import StrategistForwardMixin, add_common_modules
+from strategist.model.core import StrategistForwardMixin, add_common_modules, zero_pace_heads
 from strategist.model.layers import InputNormalizer, TacticalEmbedding
 
 _FIELDS = [f.name for f in dataclasses.fields(ModelConfig) if f.name != "impl"]
@@ -95,8 +95,7 @@ class VirtualStrategistModel(StrategistForwardMixin, PreTrainedModel):
         if module is self:
             nn.init.normal_(self.lap_pos_embedding, std=0.02)
             if self.model_config.n_context:  # start from persistence, as the plain implementation does
-                nn.init.zeros_(self.pace_head.out.weight)
-                nn.init.zeros_(self.pace_head.out.bias)
+                zero_pace_heads(self)
         elif isinstance(module, TacticalEmbedding):
             nn.init.normal_(module.row_embedding, std=0.02)
         elif isinstance(module, InputNormalizer):

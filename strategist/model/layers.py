@@ -39,7 +39,9 @@ STAT_KEYS = (
     "pace_delta_std",
 )
 CONTEXT_STAT_KEYS = ("context_mean", "context_std")
-CONTEXT_CLIP = 10.0  # normalised context values are clipped to +-this  # only for models with a timing context
+CONTEXT_CLIP = (
+    10.0  # normalised context values are clipped to +-this  # only for models with a timing context
+)
 
 
 class InputNormalizer(nn.Module):
@@ -286,20 +288,27 @@ class IntervalCalibration(nn.Module):
     """Post-hoc widening (or narrowing) of the P10-P90 corridor around the median.
 
     Pinball training calibrates the quantiles on the training races; on races it has not seen the
-    corridor is usually too narrow. `scale` [2] (lower, upper) multiplies the distance of P10 and P90
+    corridor is usually too narrow. `scale` (lower, upper) multiplies the distance of P10 and P90
     from P50, fitted on held-out races by strategist.train.calibrate so that each tail holds its
     nominal share of laps. Scales are positive, so the quantiles stay ordered. Ones = no change (how
     every model starts and trains).
+
+    One pair for all laps ([2], two-input models) or one pair per calibration group ([G, 2], groups
+    of contract.CALIBRATION_GROUPS chosen per sample from the inputs): a corridor calibrated on all
+    laps at once is too wide in free air and too narrow in traffic.
     """
 
     scale: torch.Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, n_groups: int = 1) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.ones(2))
+        self.register_buffer("scale", torch.ones(2) if n_groups == 1 else torch.ones(n_groups, 2))
 
-    def forward(self, quantiles: torch.Tensor) -> torch.Tensor:  # [B, 3] -> [B, 3]
+    def forward(self, quantiles: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        # quantiles [B, 3]; groups [B, G] one-hot (grouped scales only) -> [B, 3]
+        scale = self.scale if groups is None else groups @ self.scale  # [2] or [B, 2]
+        scale = scale.reshape(-1, 2)
         median = quantiles[:, 1:2]
-        lower = median - self.scale[0] * (median - quantiles[:, 0:1])
-        upper = median + self.scale[1] * (quantiles[:, 2:3] - median)
+        lower = median - scale[:, 0:1] * (median - quantiles[:, 0:1])
+        upper = median + scale[:, 1:2] * (quantiles[:, 2:3] - median)
         return torch.cat([lower, median, upper], dim=1)

@@ -15,9 +15,19 @@ from strategist import contract
 from strategist.model.config import ModelConfig
 
 # ~33 k parameters; every structural feature of the full model (stem depth, lap slots, fusion, heads).
+# Two inputs (the seed's design) unless a test asks for the timing context with TINY_CONTEXT.
 TINY_OVERRIDES: dict[str, Any] = dict(
-    d_model=32, n_layers=2, n_heads=4, n_fusion_heads=2, d_ff=64, head_hidden=16, stem_channels=(4, 8, 8)
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_fusion_heads=2,
+    d_ff=64,
+    head_hidden=16,
+    stem_channels=(4, 8, 8),
+    n_context=0,
+    split_pace_head=False,
 )
+TINY_CONTEXT: dict[str, Any] = dict(n_context=contract.N_CONTEXT, context_hidden=16, split_pace_head=True)
 
 
 def tiny_config(**changes: Any) -> ModelConfig:
@@ -39,9 +49,42 @@ def example_inputs(
     return telemetry, tactical
 
 
-def example_stats() -> dict[str, Any]:
-    """Plausible dataset statistics in the manifest "stats" layout."""
+def example_context(batch: int = 6, seed: int = 0) -> torch.Tensor:
+    """Random timing contexts [B, N_CONTEXT] built by the Data Engine's own encoder (plausible laps:
+    green or SC, some pit laps, tyre ages and lap times around a 90 s lap)."""
+    import numpy as np
+
+    from strategist.data.context import LapTiming, context_vector
+    from strategist.data.fuel import FuelModel
+
+    rng = np.random.default_rng(seed)
+    fuel = FuelModel.for_race(57)
+    rows = []
+    for _ in range(batch):
+        lap = int(rng.integers(8, 50))
+        numbers = [lap, lap - 1, lap - 2, lap - 5, lap - int(rng.integers(0, 6))]
+        slots = [
+            LapTiming(
+                lap_number=n,
+                lap_time_s=float(90.0 + rng.normal(0, 0.5) + (20.0 if rng.random() < 0.05 else 0.0)),
+                tyre_life=float(max(1, n - lap + 12)),
+                stint=2,
+                stint_lap=max(1, n - lap + 12),
+                compound=str(rng.choice(contract.COMPOUNDS[:3])),
+                track_status="4" if rng.random() < 0.1 else "1",
+                pit_in=bool(rng.random() < 0.05),
+            )
+            for n in numbers
+        ]
+        rows.append(context_vector(slots, fuel=fuel, race_laps=57))
+    return torch.from_numpy(np.stack(rows))
+
+
+def example_stats(n_context: int = 0) -> dict[str, Any]:
+    """Plausible dataset statistics in the manifest "stats" layout (context ones with n_context)."""
+    context = {"context_mean": [0.0] * n_context, "context_std": [1.0] * n_context} if n_context else {}
     return {
+        **context,
         "telemetry_mean": [200.0, 60.0, 0.2, 10000.0, 5.0],
         "telemetry_std": [70.0, 40.0, 0.4, 1500.0, 2.0],
         "tactical_mean": [[8.0, 0.1], [8.0, -0.1]],

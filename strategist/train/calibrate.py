@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # and say so rather than ship a corridor of zero or absurd width.
 SCALE_RANGE = (0.25, 10.0)
 MIN_SAMPLES = 200
+MIN_GROUP_SAMPLES = 50  # per calibration group (grouped models); fewer: the group takes the pooled pair
 
 
 class TooFewLapsError(StrategistError):
@@ -53,12 +54,16 @@ def predict_normalised_quantiles(
 
 
 def fit_interval_scale(
-    quantiles_norm: np.ndarray, target_norm: np.ndarray, taus: tuple[float, float] = (0.1, 0.9)
+    quantiles_norm: np.ndarray,
+    target_norm: np.ndarray,
+    taus: tuple[float, float] = (0.1, 0.9),
+    *,
+    min_samples: int = MIN_SAMPLES,
 ) -> tuple[float, float]:
     """Scales (lower, upper) that make each tail of the corridor hold its nominal share."""
-    if len(target_norm) < MIN_SAMPLES:
+    if len(target_norm) < min_samples:
         raise TooFewLapsError(
-            f"corridor calibration needs at least {MIN_SAMPLES} held-out laps, got {len(target_norm)}"
+            f"corridor calibration needs at least {min_samples} held-out laps, got {len(target_norm)}"
         )
     eps = 1e-6
     median = quantiles_norm[:, 1]
@@ -71,16 +76,20 @@ def fit_interval_scale(
     return clamped[0], clamped[1]
 
 
-def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, Any]:
-    """Fit the corridor scales of `checkpoint` on `dataset` and write them into the checkpoint."""
-    from strategist.data.dataset_format import load_arrays
-    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
-    from strategist.model.core import StrategistModel
+def calibrate_model(model: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Fit the corridor scales of `model` (in place) on held-out samples; returns the report.
 
-    loaded, cfg, meta = load_checkpoint(checkpoint)
-    model: StrategistModel = loaded  # the attributes of StrategistForwardMixin
-    arrays, _ = load_arrays(dataset, fields=[*cfg.input_names, "pace_ref", "pace_target"])
+    arrays: the model's inputs, pace_ref, pace_target (and pace_forecastable when the dataset has
+    it: laps whose next lap is an in-lap or the start of a neutralisation are left out, as in
+    training). Grouped models fit one pair of scales per contract.CALIBRATION_GROUPS group; a group
+    with fewer than MIN_GROUP_SAMPLES laps takes the pooled pair (and the report says so)."""
+    from strategist import contract
+    from strategist.model.core import calibration_groups
+
+    cfg = model.model_config
     keep = np.isfinite(arrays["pace_target"]) & np.isfinite(arrays["pace_ref"])
+    if "pace_forecastable" in arrays:
+        keep &= arrays["pace_forecastable"].astype(bool)
     inputs = {name: arrays[name][keep] for name in cfg.input_names}
     # Fit on the uncalibrated corridor, so calibrating twice gives the same answer.
     model.interval_calibration.scale.fill_(1.0)
@@ -88,19 +97,55 @@ def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, Any]:
     normalizer = model.normalizer
     delta = arrays["pace_target"][keep] - arrays["pace_ref"][keep]
     target_norm = (delta - float(normalizer.pace_delta_mean)) / float(normalizer.pace_delta_std)
-    lower, upper = fit_interval_scale(quantiles_norm, target_norm)
-    before = float(np.mean((target_norm >= quantiles_norm[:, 0]) & (target_norm <= quantiles_norm[:, 2])))
-    model.interval_calibration.scale.copy_(torch.tensor([lower, upper]))
+    pooled = fit_interval_scale(quantiles_norm, target_norm)
+    report: dict[str, Any] = {"n_laps": int(keep.sum())}
+    if cfg.n_calibration_groups == 1:
+        scales = torch.tensor(pooled)
+        report.update(scale_lower=pooled[0], scale_upper=pooled[1])
+    else:
+        onehot = calibration_groups(
+            torch.from_numpy(inputs[contract.INPUT_TACTICAL]),
+            torch.from_numpy(inputs[contract.INPUT_CONTEXT]),
+        ).numpy()
+        rows = []
+        for g, name in enumerate(contract.CALIBRATION_GROUPS):
+            member = onehot[:, g] > 0.5
+            enough = int(member.sum()) >= MIN_GROUP_SAMPLES
+            pair = (
+                fit_interval_scale(quantiles_norm[member], target_norm[member], min_samples=MIN_GROUP_SAMPLES)
+                if enough
+                else pooled
+            )
+            rows.append(pair)
+            report[name] = {
+                "scale_lower": pair[0],
+                "scale_upper": pair[1],
+                "n_laps": int(member.sum()),
+                "pooled": not enough,
+            }
+        scales = torch.tensor(rows)
+    report["coverage_before"] = float(
+        np.mean((target_norm >= quantiles_norm[:, 0]) & (target_norm <= quantiles_norm[:, 2]))
+    )
+    model.interval_calibration.scale.copy_(scales.reshape(model.interval_calibration.scale.shape))
     calibrated = predict_normalised_quantiles(model, inputs)
-    after = float(np.mean((target_norm >= calibrated[:, 0]) & (target_norm <= calibrated[:, 2])))
-    report = {
-        "scale_lower": lower,
-        "scale_upper": upper,
-        "coverage_before": before,
-        "coverage_after": after,
-        "n_laps": int(keep.sum()),
-        "dataset": str(dataset),
-    }
+    report["coverage_after"] = float(
+        np.mean((target_norm >= calibrated[:, 0]) & (target_norm <= calibrated[:, 2]))
+    )
+    return report
+
+
+def calibrate_checkpoint(checkpoint: Path, dataset: Path) -> dict[str, Any]:
+    """Fit the corridor scales of `checkpoint` on `dataset` and write them into the checkpoint."""
+    from strategist.data.dataset_format import ARRAY_SPECS, load_arrays
+    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
+
+    model, cfg, meta = load_checkpoint(checkpoint)
+    fields = [*cfg.input_names, "pace_ref", "pace_target"]
+    arrays, _ = load_arrays(
+        dataset, fields=[*fields, "pace_forecastable"] if "pace_forecastable" in ARRAY_SPECS else fields
+    )
+    report = {**calibrate_model(model, arrays), "dataset": str(dataset)}
     extra = {**meta.get("extra", {}), "interval_calibration": report}
     save_checkpoint(
         model, cfg, checkpoint, stats=meta.get("stats", {}), metrics=meta.get("metrics"), extra=extra

@@ -35,19 +35,34 @@ log = logging.getLogger(__name__)
 __all__ = ["RISK_UNKNOWN", "MissingTargets", "StrategistDataset", "load_dataset"]
 
 # The arrays training reads (the format checks dtype, shape, finite inputs and the risk range).
-TRAIN_FIELDS = ("telemetry", "tactical", "context", "pace_ref", "pace_target", "risk", "tire_health")
+TRAIN_FIELDS = (
+    "telemetry",
+    "tactical",
+    "context",
+    "pace_ref",
+    "pace_target",
+    "pace_forecastable",
+    "risk",
+    "tire_health",
+)
 
 
 @dataclass
 class MissingTargets:
     """How many samples lack each target (left out of that loss term only)."""
 
-    pace: int = 0
+    pace: int = 0  # all pace targets left out, the unforecastable ones included
+    pace_unforecastable: int = 0
     risk: int = 0
     tire: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"pace": self.pace, "risk": self.risk, "tire": self.tire}
+        return {
+            "pace": self.pace,
+            "pace_unforecastable": self.pace_unforecastable,
+            "risk": self.risk,
+            "tire": self.tire,
+        }
 
 
 @dataclass
@@ -99,8 +114,13 @@ def load_dataset(folder: str | Path, n_risk_classes: int = len(contract.RISK_CLA
         )
 
     pace_delta = (data["pace_target"].astype(np.float64) - data["pace_ref"]).astype(np.float32)
+    # Unforecastable targets (an in-lap or a neutralisation that starts in the next lap: decisions and
+    # events the inputs cannot know) are left out of the pace loss, like missing ones.
+    unforecastable = ~data["pace_forecastable"].astype(bool) & np.isfinite(pace_delta)
+    pace_delta[unforecastable] = np.nan
     missing = MissingTargets(
         pace=int((~np.isfinite(pace_delta)).sum()),
+        pace_unforecastable=int(unforecastable.sum()),
         risk=int((data["risk"] == RISK_UNKNOWN).sum()),
         tire=int((~np.isfinite(data["tire_health"])).sum()),
     )

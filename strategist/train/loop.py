@@ -242,7 +242,11 @@ def _add_context(
     Normalisation: telemetry and tactical statistics stay the checkpoint's (its stem was trained on
     them); the context and pace-target statistics are the training set's, as nothing else has them.
     """
-    cfg = source_cfg.replace(n_context=model_cfg.n_context, context_hidden=model_cfg.context_hidden)
+    cfg = source_cfg.replace(
+        n_context=model_cfg.n_context,
+        context_hidden=model_cfg.context_hidden,
+        split_pace_head=model_cfg.split_pace_head,
+    )
     model: StrategistModel = build_model(cfg)
     target = model.state_dict()
     copied, fresh = [], []
@@ -251,9 +255,10 @@ def _add_context(
             target[key] = value
             copied.append(key)
     fresh = [k for k in target if k not in copied and not k.startswith("normalizer.")]
-    if cfg.n_context:  # a fresh pace head starts from persistence (see strategist.model.core)
-        for key in ("pace_head.out.weight", "pace_head.out.bias"):
-            target[key] = torch.zeros_like(target[key])
+    if cfg.n_context:  # fresh pace heads start from persistence (see strategist.model.core)
+        for key in target:
+            if key.startswith(("pace_head.out.", "pace_head_special.out.")):
+                target[key] = torch.zeros_like(target[key])
     model.load_state_dict(target)
     stats = {**source.normalizer.stats(), **{k: train_set.stats[k] for k in model.normalizer.stat_keys
              if k.startswith(("context_", "pace_delta_"))}}  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.timing import contexts
 from strategist.contract import CHANNELS, N_LAP_CONTEXT, N_STEPS
 from strategist.data import dataset_format
 
@@ -46,6 +47,8 @@ def synthetic_arrays(n_races: int = 3, n_drivers: int = 4, n_laps: int = 20, see
     return {
         "telemetry": telemetry,
         "tactical": tactical,
+        "context": contexts(np.asarray(rows["lap"]) - 1, np.asarray(fc_rows), np.asarray(life, np.float64)),
+        "pace_forecastable": np.ones(n, dtype=bool),
         "pace_ref": np.asarray(rows["ref"], np.float32),
         "pace_target": np.asarray(rows["target"], np.float32),
         "risk": np.asarray(risk, np.int64),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.timing import contexts
 from strategist import contract
 from strategist.data.dataset_format import write_dataset
 
@@ -42,15 +43,25 @@ def make_synthetic_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     risk = np.where(gap_ahead < 1.5, 1, np.where(gap_behind < 1.0, 2, 0)).astype(np.int64)
     tire_health = (1.0 - 0.8 * wear[:, 0, 0]).astype(np.float32)
 
+    lap = (np.arange(n) % 60 + 2).astype(np.int32)
+    # The slot laps of the timing context carry the same hidden pace factor as the speed traces.
+    slot_times = (
+        pace_ref[:, None]
+        + 0.4 * pace_factor[:, 0, :1] * np.ones((1, n_laps))
+        + rng.normal(0, 0.1, (n, n_laps))
+    )
+    slot_times[:, 0] = pace_ref
     return {
         "telemetry": telemetry,
         "tactical": tactical.astype(np.float32),
+        "context": contexts(lap, slot_times, rng.uniform(2, 30, n)),
+        "pace_forecastable": np.ones(n, dtype=bool),
         "pace_ref": pace_ref.astype(np.float32),
         "pace_target": (pace_ref + pace_delta).astype(np.float32),
         "risk": risk,
         "tire_health": tire_health,
         "driver": np.array([f"D{i % 20:02d}" for i in range(n)]),
-        "lap": (np.arange(n) % 60 + 2).astype(np.int32),
+        "lap": lap,
     }
 
 
