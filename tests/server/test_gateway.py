@@ -27,6 +27,7 @@ from strategist.data.engine import AlignedLap, RawLap, build_model_inputs
 from strategist.data.fuel import FuelModel
 from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
+from strategist.paths import PROJECT_ROOT
 
 TINY = dict(
     d_model=32, n_layers=2, n_heads=4, n_fusion_heads=2, d_ff=64, head_hidden=16, stem_channels=(4, 8, 8)
@@ -391,7 +392,7 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
 
 
 def test_openapi_shows_the_committed_example_and_it_is_accepted(client):
-    example_file = Path(__file__).resolve().parent.parent / "examples" / "predict_request.json"
+    example_file = PROJECT_ROOT / "examples" / "predict_request.json"
     example = json.loads(example_file.read_text())
     spec = client.get("/openapi.json").json()
     shown = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -403,9 +404,7 @@ def test_openapi_shows_the_committed_example_and_it_is_accepted(client):
 
 def test_default_limits_admit_a_full_batch_of_raw_cars(tiny_model):
     settings = GatewaySettings(backend="onnxruntime", onnx_path=tiny_model[1])  # default limits
-    example = json.loads(
-        (Path(__file__).resolve().parent.parent / "examples" / "predict_request.json").read_text()
-    )
+    example = json.loads((PROJECT_ROOT / "examples" / "predict_request.json").read_text())
     body = json.dumps({"cars": [example] * settings.max_batch_cars}).encode()
     assert len(body) <= settings.max_body_bytes
     with TestClient(create_app(settings)) as c:
