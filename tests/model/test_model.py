@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+from helpers.tiny import example_inputs as random_inputs
+from helpers.tiny import example_stats, tiny_config
 
 from strategist import contract
 from strategist.errors import DataError, StackSizeError, StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import load_checkpoint, save_checkpoint
-from strategist.model.tiny import example_inputs as random_inputs
-from strategist.model.tiny import example_stats, tiny_config
 
 
 @pytest.fixture(autouse=True)

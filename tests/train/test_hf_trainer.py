@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.tiny import TINY_OVERRIDES as TINY
 from helpers.training_data import write_synthetic_dataset
 from transformers import TrainingArguments
 
 from strategist.model import ModelConfig, build_model
-from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.train.data import load_dataset
 from strategist.train.hf_trainer import StrategistTrainer
 

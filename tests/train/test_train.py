@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.tiny import TINY_OVERRIDES as TINY
 from helpers.training_data import write_synthetic_dataset
 
 from strategist.errors import DataError, StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import load_checkpoint
 from strategist.model.core import StrategistOutput
-from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.train.data import load_dataset
 from strategist.train.distributed import DistInfo
 from strategist.train.loop import TrainConfig, evaluate, freeze_stem, train
