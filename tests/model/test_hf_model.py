@@ -14,14 +14,7 @@ from strategist.model.checkpoint import load_checkpoint, save_checkpoint
 from strategist.model.hf_model import VirtualStrategistConfig, VirtualStrategistModel
 from strategist.model.weight_mapping import hf_to_torch_state_dict, torch_to_hf_state_dict
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_config_round_trips_model_config():

@@ -14,14 +14,7 @@ from strategist.errors import DataError, StackSizeError, StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("impl", ["torch", "hf"])

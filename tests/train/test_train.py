@@ -23,13 +23,7 @@ from strategist.train.loss import joint_loss, pinball_loss
 FAST = dict(batch_size=64, progress=False, seed=0, warmup_frac=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
