@@ -109,7 +109,7 @@ OUTPUT_TIRE = "tire_health"
 # --- Triton model names ----------------------------------------------------------------------
 # The names the model repository holds the two servings under and the gateway asks Triton for
 # (STRATEGIST_MODEL_NAME). Generated configs (export.triton_config) and the local stack read them
-# here; docker/compose.yaml spells GPU_MODEL_NAME out, checked by tests/test_docker_compose.py.
+# here; docker/compose.yaml spells GPU_MODEL_NAME out, checked by tests/docker/test_docker_compose.py.
 GPU_MODEL_NAME = "virtual_strategist"  # TensorRT FP16 plan, KIND_GPU
 CPU_MODEL_NAME = "virtual_strategist_cpu"  # Python backend running ONNX Runtime, KIND_CPU
 

@@ -5,7 +5,7 @@ was interrupted picks up where it stopped):
 
     races/{train,val,test}/<race>/   simulated seasons (test: circuits never seen in training)
     data/{train,val,test}/           datasets built by race (stats from the training split)
-    train/best/                      the trained model (+ stats.json, model_card.md)
+    train/best/                      the trained model (+ split.json, model_card.md)
     eval/                            report.md, results.json, eval_*.png
     plan.json, timings.json          what was run and how long each step took
 """
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from strategist.model.config import ModelConfig
 
 MODEL_NAME = "VirtualStrategist-Base"
-SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", "stats.json", "split.json", "model_card.md")
+SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", "split.json", "model_card.md")
 
 
 @dataclass
@@ -290,7 +290,7 @@ def write_model_card(
 
 
 def ship(checkpoint: Path, dest: Path) -> Path:
-    """Copy the small files of a checkpoint (weights, config, meta, stats, model card) into dest."""
+    """Copy the small files of a checkpoint (weights, config, meta, split, model card) into dest."""
     missing = [name for name in SHIPPED_FILES if not (checkpoint / name).is_file()]
     if missing:
         raise StrategistError(f"{checkpoint}: cannot ship, missing {missing}")
@@ -373,7 +373,6 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
     )
 
     meta = json.loads((checkpoint / "meta.json").read_text())
-    (checkpoint / "stats.json").write_text(json.dumps(meta.get("stats", {}), indent=2) + "\n")
     # Which circuits the base has seen: fine-tuning experiments test on the others.
     (checkpoint / "split.json").write_text(json.dumps(dataclasses.asdict(split), indent=2) + "\n")
     sizes = {f"{name}_races": len(ids) for name, ids in race_ids.items()}

@@ -1,5 +1,6 @@
-"""Test-only data makers: synthetic race folders, datasets for training and for evaluation.
+"""Test-only helpers (not fixtures): synthetic race folders, datasets for training and for
+evaluation, tiny model configurations, gateway requests and comparisons.
 
-Importable as `helpers` (pytest puts tests/ on sys.path through tests/conftest.py). They write
-through strategist.data.dataset_format, the same writer the Data Engine uses.
+Importable as `helpers` (tests/ is on sys.path under pytest; see tests/conftest.py). The data
+makers write through strategist.data.dataset_format, the same writer the Data Engine uses.
 """

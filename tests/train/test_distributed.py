@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
+from helpers.tiny import TINY_OVERRIDES as TINY
 from helpers.training_data import write_synthetic_dataset
 
 from strategist.model.checkpoint import load_checkpoint
-from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.paths import PROJECT_ROOT
 
 

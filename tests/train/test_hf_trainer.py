@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.tiny import TINY_OVERRIDES as TINY
 from helpers.training_data import write_synthetic_dataset
 from transformers import TrainingArguments
 
 from strategist.model import ModelConfig, build_model
-from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.train.data import load_dataset
 from strategist.train.hf_trainer import StrategistTrainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_hf_trainer_runs_steps_with_joint_loss(tmp_path):

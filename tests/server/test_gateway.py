@@ -1,7 +1,7 @@
 """Gateway over the in-process ONNX Runtime backend: answers vs the PyTorch model, batch,
 counterfactual, validation (422), body limit (413), API key (401), deadline (503), metrics.
 
-The Triton path (real local tritonserver) is covered by tests/test_server_triton.py.
+The Triton path (real local tritonserver) is covered by tests/server/test_triton_backend.py.
 """
 
 from __future__ import annotations
@@ -9,125 +9,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
+from helpers.gateway import AUTH, corridor, engine_inputs, settings_for, simulated_request, torch_outputs
 
-from export.onnx_export import export_onnx
-from export.sample_inputs import realistic_batch
 from server.backend import BackendUnavailable, ModelOutputs
 from server.main import create_app
 from server.onnx_backend import OnnxRuntimeBackend
 from server.settings import GatewaySettings
 from strategist import contract
-from strategist.data.engine import AlignedLap, RawLap, build_model_inputs
 from strategist.data.fuel import FuelModel
 from strategist.data.tactical import tactical_tensor
-from strategist.model import ModelConfig, build_model
+from strategist.paths import PROJECT_ROOT
 
-TINY = dict(
-    d_model=32, n_layers=2, n_heads=4, n_fusion_heads=2, d_ff=64, head_hidden=16, stem_channels=(4, 8, 8)
-)
-API_KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 ATOL = 1e-4  # PyTorch FP32 vs ONNX Runtime FP32
-
-
-# --- simulated stacks -----------------------------------------------------------------------
-
-
-def raw_lap_by_distance(aligned: np.ndarray, n_samples: int, lap_length_m: float, seed: int) -> dict:
-    """A raw lap sampled at `n_samples` irregular distances whose channels follow `aligned` [100, 5]."""
-    rng = np.random.default_rng(seed)
-    centres = (np.arange(contract.N_STEPS) + 0.5) / contract.N_STEPS * lap_length_m
-    distance = np.sort(rng.uniform(0.0, lap_length_m, n_samples))
-    distance[0], distance[-1] = 0.0, lap_length_m
-    channels = {}
-    for col, name in enumerate(contract.CHANNELS):
-        values = np.interp(distance, centres, aligned[:, col])
-        channels[name] = np.round(values) if name in contract.DISCRETE_CHANNELS else values
-    return {"distance_m": distance.tolist(), "channels": {k: v.tolist() for k, v in channels.items()}}
-
-
-def aligned_lap(aligned: np.ndarray) -> dict:
-    return {
-        "aligned": True,
-        "channels": {name: aligned[:, i].tolist() for i, name in enumerate(contract.CHANNELS)},
-    }
-
-
-def simulated_request(seed: int, *, raw: bool = True, neighbours: bool = True) -> dict:
-    telemetry, tactical = realistic_batch(1, seed=seed)
-    laps = [
-        raw_lap_by_distance(telemetry[0, slot], 300 + 10 * slot, 5400.0, seed * 10 + slot)
-        if raw and slot % 2 == 0
-        else aligned_lap(telemetry[0, slot])
-        for slot in range(contract.N_LAP_CONTEXT)
-    ]
-    request = {
-        "car": f"SIM{seed}",
-        "laps": laps,
-        "lap_number": 20,
-        "lap_time_s": 93.5 + seed,
-        "race_laps": 57,
-    }
-    if neighbours:
-        request["ahead"] = {"gap_s": 0.8, "pace_delta_s": 0.4}
-        request["behind"] = {"gap_s": 2.5, "pace_delta_s": -0.3}
-    return request
-
-
-def engine_inputs(request: dict) -> tuple[np.ndarray, np.ndarray]:
-    """What the dataset side of the Data Engine makes of the same laps (no server code involved)."""
-    laps = []
-    for lap in request["laps"]:
-        if lap.get("aligned"):
-            laps.append(AlignedLap(channels=lap["channels"]))
-        else:
-            laps.append(
-                RawLap(channels=lap["channels"], distance_m=lap.get("distance_m"), time_s=lap.get("time_s"))
-            )
-    neighbour = {
-        k: (request[k]["gap_s"], request[k]["pace_delta_s"]) if request.get(k) else None
-        for k in ("ahead", "behind")
-    }
-    return build_model_inputs(laps, neighbour["ahead"], neighbour["behind"])
-
-
-# --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(**TINY)).eval()
-    onnx_path = export_onnx(
-        model, tmp_path_factory.mktemp("repo") / "virtual_strategist_cpu" / "1" / "model.onnx"
-    )
-    return model, onnx_path
-
-
-def settings_for(onnx_path: Path, **changes) -> GatewaySettings:
-    values = dict(backend="onnxruntime", onnx_path=onnx_path, api_key=API_KEY, max_body_bytes=1_000_000)
-    return GatewaySettings(**{**values, **changes})
-
-
-@pytest.fixture(scope="module")
-def client(tiny_model):
-    with TestClient(create_app(settings_for(tiny_model[1], max_batch_cars=4))) as c:
-        yield c
-
-
-def torch_outputs(model: torch.nn.Module, telemetry: np.ndarray, tactical: np.ndarray) -> list[np.ndarray]:
-    with torch.no_grad():
-        return [t.numpy() for t in model(torch.from_numpy(telemetry), torch.from_numpy(tactical))]
-
-
-def corridor(values: dict) -> np.ndarray:
-    return np.array([values["p10_s"], values["p50_s"], values["p90_s"]])
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -391,7 +288,7 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
 
 
 def test_openapi_shows_the_committed_example_and_it_is_accepted(client):
-    example_file = Path(__file__).resolve().parent.parent / "examples" / "predict_request.json"
+    example_file = PROJECT_ROOT / "examples" / "predict_request.json"
     example = json.loads(example_file.read_text())
     spec = client.get("/openapi.json").json()
     shown = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -403,9 +300,7 @@ def test_openapi_shows_the_committed_example_and_it_is_accepted(client):
 
 def test_default_limits_admit_a_full_batch_of_raw_cars(tiny_model):
     settings = GatewaySettings(backend="onnxruntime", onnx_path=tiny_model[1])  # default limits
-    example = json.loads(
-        (Path(__file__).resolve().parent.parent / "examples" / "predict_request.json").read_text()
-    )
+    example = json.loads((PROJECT_ROOT / "examples" / "predict_request.json").read_text())
     body = json.dumps({"cars": [example] * settings.max_batch_cars}).encode()
     assert len(body) <= settings.max_body_bytes
     with TestClient(create_app(settings)) as c:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from test_gateway import TINY, corridor, engine_inputs, simulated_request, torch_outputs
+from helpers.gateway import corridor, engine_inputs, simulated_request, torch_outputs
+from helpers.tiny import TINY_OVERRIDES as TINY
 
 from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings

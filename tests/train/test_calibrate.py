@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from helpers.tiny import example_inputs, example_stats, tiny_config
 from helpers.training_data import write_synthetic_dataset
 
 from strategist.errors import StrategistError
 from strategist.model import build_model
 from strategist.model.checkpoint import load_checkpoint, save_checkpoint
-from strategist.model.tiny import example_inputs, example_stats, tiny_config
 from strategist.train.calibrate import calibrate_checkpoint, fit_interval_scale
 
 

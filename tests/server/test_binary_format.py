@@ -8,9 +8,8 @@ import re
 import struct
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
-from test_gateway import AUTH, settings_for, simulated_request, tiny_model  # noqa: F401  (fixture)
+from helpers.gateway import AUTH, settings_for, simulated_request
 
 from server import binary_format
 from server.main import create_app
@@ -28,12 +27,6 @@ def float32_values(body: dict) -> dict:
             k: np.asarray(v, dtype=np.float32).astype(float).tolist() for k, v in lap["channels"].items()
         }
     return body
-
-
-@pytest.fixture(scope="module")
-def client(tiny_model):  # noqa: F811
-    with TestClient(create_app(settings_for(tiny_model[1], max_batch_cars=4))) as c:
-        yield c
 
 
 def _answer(response) -> dict:
@@ -118,7 +111,7 @@ def test_binary_samples_get_the_json_messages(client):
     assert _has(errors, "body.lap_time_s", "greater than or equal to 30"), errors
 
 
-def test_binary_body_over_the_limit_is_413(tiny_model):  # noqa: F811
+def test_binary_body_over_the_limit_is_413(tiny_model):
     data = binary_format.encode(simulated_request(10))
     with TestClient(create_app(settings_for(tiny_model[1], max_body_bytes=len(data) - 1))) as c:
         assert c.post("/predict", content=data, headers=BINARY).status_code == 413

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.tiny import TINY_OVERRIDES as TINY
 from helpers.training_data import write_synthetic_dataset
 
 from strategist.errors import DataError, StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import load_checkpoint
 from strategist.model.core import StrategistOutput
-from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.train.data import load_dataset
 from strategist.train.distributed import DistInfo
 from strategist.train.loop import TrainConfig, evaluate, freeze_stem, train
@@ -23,13 +23,7 @@ from strategist.train.loss import joint_loss, pinball_loss
 FAST = dict(batch_size=64, progress=False, seed=0, warmup_frac=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,15 @@ import json
 
 import pytest
 import torch
+from helpers.tiny import example_inputs as random_inputs
+from helpers.tiny import example_stats, tiny_config
 
 from strategist import contract
 from strategist.errors import DataError, StackSizeError, StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import load_checkpoint, save_checkpoint
-from strategist.model.tiny import example_inputs as random_inputs
-from strategist.model.tiny import example_stats, tiny_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("impl", ["torch", "hf"])

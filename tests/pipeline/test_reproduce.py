@@ -79,3 +79,9 @@ def test_era_transfer_compares_finetuned_scratch_and_base(tiny_reproduce, tmp_pa
     assert read_model_config(tmp_path / "transfer" / "scratch" / "best").d_model == 16
     tracks = json.loads((tmp_path / "transfer" / "split.json").read_text())
     assert set(tracks["test"]) == set(json.loads((root / "asset" / "split.json").read_text())["test"])
+
+
+def test_the_packaged_base_checkpoint_holds_exactly_the_shipped_files():
+    from strategist.paths import BASE_CHECKPOINT_DIR
+
+    assert sorted(p.name for p in BASE_CHECKPOINT_DIR.iterdir()) == sorted(SHIPPED_FILES)

@@ -13,9 +13,10 @@ from strategist.evaluate.datasets import check_no_race_leak
 
 
 def _tiny_checkpoint(out_dir, stats):
+    from helpers.tiny import tiny_config
+
     from strategist.model import build_model
     from strategist.model.checkpoint import save_checkpoint
-    from strategist.model.tiny import tiny_config
 
     cfg = tiny_config()
     model = build_model(cfg)

@@ -3,10 +3,10 @@
 import json
 
 import torch
+from helpers.tiny import example_inputs, tiny_config
 
 from strategist.model import ModelConfig, build_model
 from strategist.model.core import lap_time_ratios
-from strategist.model.tiny import example_inputs, tiny_config
 
 
 def test_ratio_of_a_uniformly_slower_lap_is_its_time_ratio():

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from test_gateway import TINY
+from helpers.tiny import TINY_OVERRIDES as TINY
 
 from strategist.cli import main as cli_main
 from strategist.model import ModelConfig, build_model

@@ -1,4 +1,5 @@
-"""Simulator tests: tiny races on the synthetic circuit (no shared data needed), one on a real circuit."""
+"""Simulator tests: tiny races on the synthetic circuit (no shared data needed), one on a real circuit,
+and a simulated race read by the Data Engine (truth labels, its own fuel model, shapes)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from strategist.data.dataset import build_dataset
+from strategist.data.dataset_format import load_arrays
+from strategist.data.fastf1_reader import read_race
 from strategist.errors import StrategistError
 from strategist.sim import available_tracks, simulate_race, simulate_season
 from strategist.sim import speed_profile as sp
@@ -258,3 +262,42 @@ def test_real_circuit_speed_trace(real_tracks_dir, tmp_path):
     laps = pd.read_csv(folder / "laps.csv")
     lap_s = _seconds(laps.loc[laps.LapNumber > 1, "LapTime"])
     assert lap_s.between(88, 110).all()
+
+
+# --- a simulated race through the Data Engine ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim_race(tmp_path_factory):
+    return simulate_race(tmp_path_factory.mktemp("sim"), track=None, seed=0, n_cars=4, n_laps=8)
+
+
+def test_simulated_race_reads_with_its_own_fuel_model(sim_race):
+    race = read_race(sim_race)
+    assert race.truth is not None and race.total_laps == 8
+    meta_fuel = race.sim_meta["fuel_model"]
+    assert race.fuel_model.sensitivity_s_per_kg == meta_fuel["sensitivity_s_per_kg"]
+    assert race.fuel_model.start_mass_kg == meta_fuel["start_mass_kg"]
+    for _, lap in race.laps.groupby("LapNumber"):  # crossing order = classification
+        assert lap.sort_values("Time")["Driver"].tolist() == lap.sort_values("Position")["Driver"].tolist()
+
+
+def test_dataset_from_simulated_race_uses_truth(sim_race, tmp_path):
+    manifest = build_dataset([sim_race], tmp_path / "ds", progress=False)
+    a, _ = load_arrays(tmp_path / "ds")
+    n = manifest["n_samples"]
+    assert n == 4 * 7 and a["telemetry"].shape == (n, 5, 100, 5) and manifest["skipped"] == {}
+    race = read_race(sim_race)
+    truth = race.truth.set_index(["Driver", "LapNumber"])
+    laps = race.laps.set_index(["Driver", "LapNumber"])
+    sens = race.fuel_model.sensitivity_s_per_kg
+    for i in range(n):
+        key = (a["driver"][i], int(a["lap"][i]))
+        t = truth.loc[key]
+        expected_risk = 2 if str(t["Overtaken"]) == "True" else int(t["TrafficLoss"] > 1.5)
+        assert a["risk"][i] == expected_risk
+        assert a["pace_target"][i] == pytest.approx(laps.loc[key, "LapTime"] - t["FuelMass"] * sens, abs=1e-3)
+        assert a["clean_target"][i] == pytest.approx(t["CleanLapTime"] - t["FuelMass"] * sens, abs=1e-3)
+        assert a["noise_sigma"][i] == pytest.approx(t["NoiseSigma"], abs=1e-4)
+        prev = truth.loc[(a["driver"][i], int(a["lap"][i]) - 1)]
+        assert a["tire_health"][i] == pytest.approx(prev["TireHealth"], abs=1e-4)

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.tiny import TINY_OVERRIDES as TINY
+from helpers.tiny import example_inputs as random_inputs
+from helpers.tiny import example_stats
 
 from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import load_checkpoint, save_checkpoint
 from strategist.model.hf_model import VirtualStrategistConfig, VirtualStrategistModel
-from strategist.model.tiny import TINY_OVERRIDES as TINY
-from strategist.model.tiny import example_inputs as random_inputs
-from strategist.model.tiny import example_stats
 from strategist.model.weight_mapping import hf_to_torch_state_dict, torch_to_hf_state_dict
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far more steadily on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_config_round_trips_model_config():

@@ -1,6 +1,6 @@
-"""Tiny configurations and example inputs for tests and smoke runs (seconds on a CPU).
+"""Tiny model configurations and example inputs for tests (seconds on a CPU); test-only, not shipped.
 
-from strategist.model.tiny import tiny_config, example_inputs, example_stats
+from helpers.tiny import tiny_config, example_inputs, example_stats
 model = build_model(tiny_config()); model.set_stats(example_stats())
 outputs = model(*example_inputs(batch=4))
 """
