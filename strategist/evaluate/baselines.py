@@ -264,6 +264,7 @@ class TimingGradientBoosting:
     """LightGBM quantile models on `timing_features`, fitted on racing laps (pace only)."""
 
     name = "timing gbm"
+    min_laps = 50
 
     def __init__(self, n_estimators: int = 400, seed: int = 0) -> None:
         self.n_estimators = n_estimators
@@ -288,8 +289,10 @@ class TimingGradientBoosting:
         _require(train, "pace_target", "pace_ref", "regime")
         delta = np.asarray(train["pace_target"], np.float64) - np.asarray(train["pace_ref"], np.float64)
         rows = racing_mask(train) & np.isfinite(delta)
-        if rows.sum() < 50:
-            raise ValueError(f"timing gbm: {int(rows.sum())} racing laps to fit on, need at least 50")
+        if rows.sum() < self.min_laps:
+            raise ValueError(
+                f"timing gbm: {int(rows.sum())} racing laps to fit on, need at least {self.min_laps}"
+            )
         x = timing_features(train)[rows]
         self.pace_models = [
             lgb.LGBMRegressor(objective="quantile", alpha=tau, **self._params()).fit(x, delta[rows])
@@ -314,5 +317,10 @@ def fit_baselines(train: Arrays, *, gbm_estimators: int = 300, seed: int = 0) ->
         StintTrend().fit(train),
         Climatology().fit(train),
         GradientBoosting(n_estimators=gbm_estimators, seed=seed).fit(train),
-        *([TimingGradientBoosting(seed=seed).fit(train)] if "context" in train else []),
+        # Needs racing laps to learn from (a short simulated smoke run may have too few).
+        *(
+            [TimingGradientBoosting(seed=seed).fit(train)]
+            if "context" in train and racing_mask(train).sum() >= TimingGradientBoosting.min_laps
+            else []
+        ),
     ]

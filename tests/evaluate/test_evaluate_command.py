@@ -65,6 +65,7 @@ def test_evaluate_command_writes_report_json_and_plots(tiny_run, capsys):
         "stint trend",
         "climatology",
         "gbm",
+        "timing gbm",
         "noise floor",
         "simulator oracle",
     }

@@ -81,7 +81,12 @@ def test_dataset_reader_checks_and_counts(tmp_path):
     shard["tire_health"][0] = np.nan
     shard["risk"][1] = -1
     np.savez(folder / "shard-00001.npz", **shard)
-    assert load_dataset(folder).missing.as_dict() == {"pace": 0, "risk": 1, "tire": 1}
+    assert load_dataset(folder).missing.as_dict() == {
+        "pace": 0,
+        "pace_unforecastable": 0,
+        "risk": 1,
+        "tire": 1,
+    }
 
     shard["telemetry"][3, 0, 10, 0] = np.nan
     np.savez(folder / "shard-00001.npz", **shard)
