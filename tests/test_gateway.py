@@ -28,8 +28,16 @@ from strategist.data.fuel import FuelModel
 from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
 
+# n_context=0: the two-input design these tests serve; the timing-context model: test_gateway_timing.py
 TINY = dict(
-    d_model=32, n_layers=2, n_heads=4, n_fusion_heads=2, d_ff=64, head_hidden=16, stem_channels=(4, 8, 8)
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_fusion_heads=2,
+    d_ff=64,
+    head_hidden=16,
+    stem_channels=(4, 8, 8),
+    n_context=0,
 )
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -191,10 +199,13 @@ class CountingBackend:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def infer(self, telemetry: np.ndarray, tactical: np.ndarray) -> ModelOutputs:
-        self.calls.append(telemetry.shape[0])
+    async def input_names(self) -> tuple[str, ...]:
+        return await self.inner.input_names()
+
+    async def infer(self, inputs: dict[str, np.ndarray]) -> ModelOutputs:
+        self.calls.append(inputs[contract.INPUT_TELEMETRY].shape[0])
         await asyncio.sleep(self.delay_s)
-        return await self.inner.infer(telemetry, tactical)
+        return await self.inner.infer(inputs)
 
     async def is_ready(self) -> bool:
         return await self.inner.is_ready()
@@ -350,9 +361,9 @@ def test_backend_past_the_deadline_is_a_quick_503(tiny_model):
     )
 
     class Deadline(CountingBackend):
-        async def infer(self, telemetry, tactical):
+        async def infer(self, inputs):
             try:
-                return await asyncio.wait_for(super().infer(telemetry, tactical), 0.2)
+                return await asyncio.wait_for(super().infer(inputs), 0.2)
             except asyncio.TimeoutError as exc:
                 raise BackendUnavailable("did not answer within 0.2 s") from exc
 
