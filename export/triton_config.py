@@ -95,7 +95,9 @@ def _warmup_block(settings: ServingSettings, inputs: dict[str, tuple[int, ...]])
             f"        dims: {_dims(dims)}\n        random_data: true\n      }}\n    }}"
             for name, dims in inputs.items()
         )
-        blocks.append(f'  {{\n    name: "batch_{size}"\n    batch_size: {size}\n    count: 2\n{warmup_inputs}\n  }}')
+        blocks.append(
+            f'  {{\n    name: "batch_{size}"\n    batch_size: {size}\n    count: 2\n{warmup_inputs}\n  }}'
+        )
     return "model_warmup [\n" + ",\n".join(blocks) + "\n]"
 
 
