@@ -34,7 +34,7 @@ import numpy as np
 from benchmarks import report, services
 from benchmarks.payloads import model_tensors, race_payloads
 from benchmarks.triton_load import open_loop
-from export.triton_config import ServingSettings
+from export.triton_config import ServingSettings, checkpoint_input_names
 from strategist.contract import CPU_MODEL_NAME
 
 TARGETS = ("gateway", "triton", "peer")
@@ -324,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     payloads = race_payloads(args.payloads, services.WORK_DIR)
     payload_file = services.WORK_DIR / f"{args.name}-payloads.jsonl"
     payload_file.write_bytes(b"\n".join(payloads.encoded()) + b"\n")
-    tensors = [model_tensors(body) for body in payloads.bodies]
     ckpt = services.checkpoint()
+    inputs = checkpoint_input_names(ckpt.path)
+    tensors = [model_tensors(body, inputs) for body in payloads.bodies]
 
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from export.onnx_export import export_onnx, ort_session, run_ort, run_torch
-    from export.sample_inputs import realistic_batch, realistic_stats
+    from export.sample_inputs import realistic_inputs, realistic_stats
     from strategist.model import ModelConfig, build_model, count_parameters
 
     cpus = len(os.sched_getaffinity(0))
@@ -75,18 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         session = ort_session(onnx_path, threads=threads)
 
     engines = {
-        "PyTorch eager FP32": lambda t, a: run_torch(model, t, a),
-        "ONNX Runtime FP32 (CPU)": lambda t, a: run_ort(session, t, a),
+        "PyTorch eager FP32": lambda inputs: run_torch(model, inputs),
+        "ONNX Runtime FP32 (CPU)": lambda inputs: run_ort(session, inputs),
     }
     results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in engines}
     progress = tqdm(total=len(args.batches) * (args.repeats + args.warmup), desc="timing", unit="round")
     for batch in args.batches:
-        telemetry, tactical = realistic_batch(batch, seed=batch)
+        inputs = realistic_inputs(batch, cfg.input_names, seed=batch)
         times: dict[str, list[float]] = {name: [] for name in engines}
         for round_index in range(args.warmup + args.repeats):
             for name, run in engines.items():  # alternate: same noise for both
                 started = time.perf_counter()
-                run(telemetry, tactical)
+                run(inputs)
                 elapsed = time.perf_counter() - started
                 if round_index >= args.warmup:
                     times[name].append(elapsed)

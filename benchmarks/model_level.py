@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks import report, services
 from benchmarks.payloads import model_tensors, race_payloads
 from benchmarks.triton_load import closed_loop
+from export.triton_config import checkpoint_input_names
 from strategist.contract import CPU_MODEL_NAME
 
 MODEL_LATENCY = Path(__file__).resolve().parent / "model_latency.py"
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     payloads = race_payloads(32, services.WORK_DIR)
-    tensors = [model_tensors(body) for body in payloads.bodies]
+    tensors = [model_tensors(body, checkpoint_input_names(ckpt.path)) for body in payloads.bodies]
     repo = services.build_repository(ckpt, with_unbatched_copy=True)
     models = {"on": CPU_MODEL_NAME, "off": services.NO_BATCHING_MODEL}
     rows: list[dict[str, Any]] = []

@@ -3,8 +3,8 @@
 The race comes from the simulator (`strategist.sim.simulate_race`, one short race) when it is
 importable; otherwise from a real FastF1 export in the shared data folder. Either way the bodies are
 built by `strategist.serving.race_requests.request_from_race` (the reader's raw car_data samples, indexed by
-time, the Data Engine's slot rules, the reader's neighbours and fuel model), so they are exactly what
-a pit-wall client would send. Which source was used is returned with the payloads and written into
+time, the Data Engine's slot rules, the reader's neighbours and fuel model, each lap's timing), so
+they are exactly what a pit-wall client would send. Which source was used is returned with the payloads and written into
 every result file.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,12 @@ def race_payloads(n: int, work_dir: Path, seed: int = 0) -> PayloadSet:
     return PayloadSet(bodies=bodies, source=source)
 
 
-def model_tensors(body: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The (telemetry [2,5,100,5], tactical [2,2,2]) rows the gateway sends Triton for one body:
-    row 0 as raced, row 1 the clean-air counterfactual (same preprocessing code as the gateway)."""
-    batch = preprocess([PredictRequest.model_validate(body)], default_race_laps=DEFAULT_RACE_LAPS)
-    return batch.telemetry, batch.tactical
+def model_tensors(body: dict[str, Any], input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The rows the gateway sends Triton for one body, by input name (input_names: the served model's,
+    e.g. export.triton_config.checkpoint_input_names): telemetry [2,5,100,5], tactical [2,2,2] and,
+    for a context model, context [2,N_CONTEXT]; row 0 as raced, row 1 the clean-air counterfactual
+    (same preprocessing code as the gateway)."""
+    batch = preprocess(
+        [PredictRequest.model_validate(body)], default_race_laps=DEFAULT_RACE_LAPS, input_names=input_names
+    )
+    return batch.model_inputs(input_names)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.repository import build_cpu_repository
-from export.triton_config import ServingSettings, render_cpu_config
+from export.triton_config import ServingSettings, checkpoint_input_names, render_cpu_config
 from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
 from strategist.serving.triton_launcher import LocalTriton, free_port
@@ -133,7 +133,8 @@ def build_repository(
         twin = repo / NO_BATCHING_MODEL
         shutil.copytree(repo / CPU_MODEL_NAME, twin)
         unbatched = dataclasses.replace(serving, dynamic_batching=False)
-        (twin / "config.pbtxt").write_text(render_cpu_config(unbatched, name=NO_BATCHING_MODEL))
+        inputs = checkpoint_input_names(ckpt.path)
+        (twin / "config.pbtxt").write_text(render_cpu_config(unbatched, inputs, name=NO_BATCHING_MODEL))
     stamp.write_text(source)
     return repo
 

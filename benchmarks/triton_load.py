@@ -24,7 +24,7 @@ import tritonclient.grpc.aio as grpcclient
 from strategist import contract
 
 OUTPUTS = (contract.OUTPUT_PACE, contract.OUTPUT_RISK, contract.OUTPUT_TIRE)
-Tensors = tuple[np.ndarray, np.ndarray]  # (telemetry [2,5,100,5], tactical [2,2,2]) float32
+Tensors = dict[str, np.ndarray]  # the model's inputs by name (benchmarks.payloads.model_tensors), float32
 
 
 @dataclass
@@ -36,7 +36,7 @@ class LoadResult:
 
 async def _infer(client: grpcclient.InferenceServerClient, model: str, tensors: Tensors) -> None:
     inputs = []
-    for name, array in zip((contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL), tensors, strict=True):
+    for name, array in tensors.items():
         tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)

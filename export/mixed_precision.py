@@ -37,7 +37,7 @@ FP32_OPS: tuple[str, ...] = (
     "CumSum",
     "ReduceMean",  # mean over lap tokens is a sum then divide: keep the sum wide
 )
-HEAD_SCOPES: tuple[str, ...] = ("pace_head", "risk_head", "tire_head")
+HEAD_SCOPES: tuple[str, ...] = ("pace_head", "pace_head_special", "risk_head", "tire_head")
 # Ops through which the input normalisation prefix extends (before the first heavy op).
 _PREFIX_OPS = frozenset(
     {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from strategist.errors import StrategistError
 
 MIN_OPSET = 17  # LayerNormalization is one ONNX op from 17 on: TensorRT keeps it in FP32 by itself
 DEFAULT_OPSET = 17
-INPUT_NAMES: tuple[str, ...] = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
 OUTPUT_NAMES: tuple[str, ...] = (contract.OUTPUT_PACE, contract.OUTPUT_RISK, contract.OUTPUT_TIRE)
 BATCH_AXIS_NAME = "batch"
 ONNX_PARITY_ATOL = 1e-4  # PyTorch FP32 eager vs ONNX Runtime FP32, max abs diff on any output
@@ -47,14 +46,24 @@ def _export_mode() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
+def model_input_names(model) -> tuple[str, ...]:
+    """The inputs `model` reads, in forward() order: its ModelConfig's input_names (two or three)."""
+    config = getattr(model, "model_config", None)
+    if config is None:
+        raise ExportError(f"{type(model).__name__} has no model_config: cannot tell which inputs it reads")
+    return tuple(config.input_names)
+
+
 def export_onnx(model, onnx_path: Path, *, opset: int = DEFAULT_OPSET, example_batch: int = 4) -> Path:
-    """Write `model` (telemetry [B,5,100,5], tactical [B,2,2]) -> 3 outputs to `onnx_path`.
+    """Write `model` -> 3 outputs to `onnx_path`, with the model's inputs (ModelConfig.input_names:
+    telemetry [B,5,100,5], tactical [B,2,2] and, for a context model, context [B,N_CONTEXT]) named
+    as the contract says and a dynamic batch axis on each.
 
     The model is put in eval mode. Returns the path after `check_onnx` has passed.
     """
     import torch
 
-    from export.sample_inputs import realistic_batch
+    from export.sample_inputs import realistic_inputs
 
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: need >= {MIN_OPSET} for LayerNormalization")
@@ -65,24 +74,26 @@ def export_onnx(model, onnx_path: Path, *, opset: int = DEFAULT_OPSET, example_b
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    telemetry, tactical = (torch.from_numpy(a) for a in realistic_batch(example_batch, seed=1))
-    dynamic_axes = {name: {0: BATCH_AXIS_NAME} for name in INPUT_NAMES + OUTPUT_NAMES}
+    input_names = model_input_names(model)
+    example = realistic_inputs(example_batch, input_names, seed=1)
+    args = tuple(torch.from_numpy(example[name]) for name in input_names)  # forward() order
+    dynamic_axes = {name: {0: BATCH_AXIS_NAME} for name in input_names + OUTPUT_NAMES}
     with torch.no_grad(), _export_mode(), warnings.catch_warnings():
         # The TorchScript exporter announces its deprecation on every call; the choice is deliberate.
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             model,
-            (telemetry, tactical),
+            args,
             str(onnx_path),
             dynamo=False,
             opset_version=opset,
-            input_names=list(INPUT_NAMES),
+            input_names=list(input_names),
             output_names=list(OUTPUT_NAMES),
             dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
-    check_onnx(onnx_path)
+    check_onnx(onnx_path, input_names=input_names)
     return onnx_path
 
 
@@ -128,10 +139,13 @@ def read_signature(onnx_path: Path) -> OnnxSignature:
     )
 
 
-def check_onnx(onnx_path: Path) -> OnnxSignature:
+def check_onnx(onnx_path: Path, *, input_names: Sequence[str] | None = None) -> OnnxSignature:
     """ONNX checker + the tensor contract: names, FP32, shapes with one dynamic batch axis, opset.
 
-    Raises ExportError naming the first tensor that differs.
+    The graph's inputs must be one of the contract's layouts (contract.input_shapes: two inputs, or
+    three with the context); `input_names`, when given, is the layout the model reads (its
+    ModelConfig.input_names) and the graph must have exactly that. Raises ExportError naming the
+    first tensor that differs.
     """
     import onnx
 
@@ -145,8 +159,16 @@ def check_onnx(onnx_path: Path) -> OnnxSignature:
     signature = read_signature(onnx_path)
     if signature.opset < MIN_OPSET:
         raise ExportError(f"{onnx_path}: opset {signature.opset} < {MIN_OPSET}")
+    if input_names is not None and list(signature.inputs) != list(input_names):
+        raise ExportError(
+            f"{onnx_path}: inputs are {list(signature.inputs)}, the model reads {list(input_names)}"
+        )
+    try:
+        expected_inputs = contract.input_shapes(list(signature.inputs))
+    except ValueError as exc:
+        raise ExportError(f"{onnx_path}: {exc}") from exc
     for where, expected, found in (
-        ("input", contract.INPUT_SHAPES, signature.inputs),
+        ("input", expected_inputs, signature.inputs),
         ("output", contract.OUTPUT_SHAPES, signature.outputs),
     ):
         if list(found) != list(expected):
@@ -175,18 +197,35 @@ def ort_session(onnx_path: Path, *, threads: int = 0):
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def run_ort(session, telemetry: np.ndarray, tactical: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(pace_quantiles, risk_probs, tire_health) as float32 arrays from an ORT session."""
-    feeds = {contract.INPUT_TELEMETRY: telemetry, contract.INPUT_TACTICAL: tactical}
+def session_input_names(session) -> tuple[str, ...]:
+    """The graph inputs an ORT session takes, in graph order."""
+    return tuple(i.name for i in session.get_inputs())
+
+
+def run_ort(session, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(pace_quantiles, risk_probs, tire_health) as float32 arrays from an ORT session.
+
+    `inputs` maps input names to arrays; the session takes the ones its graph has (so one mapping
+    with a context feeds a two-input and a three-input graph alike) and a missing one is an error.
+    """
+    names = session_input_names(session)
+    missing = [name for name in names if name not in inputs]
+    if missing:
+        raise ExportError(f"the ONNX graph needs input(s) {missing}; given {sorted(inputs)}")
+    feeds = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in names}
     return tuple(np.asarray(out, dtype=np.float32) for out in session.run(list(OUTPUT_NAMES), feeds))
 
 
-def run_torch(model, telemetry: np.ndarray, tactical: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The same three outputs from PyTorch eager FP32."""
+def run_torch(model, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The same three outputs from PyTorch eager FP32, fed the model's inputs by name."""
     import torch
 
+    names = model_input_names(model)
+    missing = [name for name in names if name not in inputs]
+    if missing:
+        raise ExportError(f"the model reads input(s) {missing}; given {sorted(inputs)}")
     with torch.no_grad():
-        outputs = model.eval()(torch.from_numpy(telemetry), torch.from_numpy(tactical))
+        outputs = model.eval()(*(torch.from_numpy(np.asarray(inputs[name])) for name in names))
     return tuple(out.detach().cpu().numpy().astype(np.float32) for out in outputs)
 
 
@@ -215,15 +254,17 @@ def check_onnx_parity(
     seed: int = 0,
     session=None,
 ) -> OnnxParity:
-    """Run PyTorch and ONNX Runtime on the same real-looking batches; raise ExportError past `atol`."""
-    from export.sample_inputs import realistic_batch
+    """Run PyTorch and ONNX Runtime on the same real-looking batches of the model's inputs (a context
+    batch too for a context model); raise ExportError past `atol`."""
+    from export.sample_inputs import realistic_inputs
 
     session = session or ort_session(onnx_path)
+    input_names = model_input_names(model)
     diffs: dict[int, dict[str, float]] = {}
     for batch in batch_sizes:
-        telemetry, tactical = realistic_batch(batch, seed=seed + batch)
-        expected = run_torch(model, telemetry, tactical)
-        found = run_ort(session, telemetry, tactical)
+        inputs = realistic_inputs(batch, input_names, seed=seed + batch)
+        expected = run_torch(model, inputs)
+        found = run_ort(session, inputs)
         diffs[batch] = {}
         for name, exp, got in zip(OUTPUT_NAMES, expected, found, strict=True):
             if exp.shape != got.shape:

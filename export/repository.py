@@ -19,8 +19,10 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.onnx_export import OnnxParity, check_onnx_parity, export_onnx
 from export.triton_config import (
@@ -32,6 +34,9 @@ from export.triton_config import (
 from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.errors import StrategistError
 from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +73,13 @@ def load_model_for_export(checkpoint_dir: Path | None):
     return load_checkpoint(checkpoint_dir)
 
 
-def write_configs(repo_dir: Path, settings: ServingSettings) -> tuple[Path, Path]:
-    """Write both config.pbtxt files (CPU, GPU) from `settings`; returns their paths."""
+def write_configs(repo_dir: Path, settings: ServingSettings, input_names: Sequence[str]) -> tuple[Path, Path]:
+    """Write both config.pbtxt files (CPU, GPU) from `settings` for a model reading `input_names`
+    (its ModelConfig.input_names); returns their paths."""
     paths = []
     for name, text in (
-        (CPU_MODEL_NAME, render_cpu_config(settings)),
-        (GPU_MODEL_NAME, render_gpu_config(settings)),
+        (CPU_MODEL_NAME, render_cpu_config(settings, input_names)),
+        (GPU_MODEL_NAME, render_gpu_config(settings, input_names)),
     ):
         path = Path(repo_dir) / name / "config.pbtxt"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +141,7 @@ def build_cpu_repository(
     onnx_path = version_dir / "model.onnx"
     parity = export_checkpoint_onnx(model, onnx_path, settings.max_batch_size)
     shutil.copyfile(PYTHON_MODEL_SOURCE, version_dir / "model.py")
-    cpu_config, gpu_config = write_configs(repo_dir, settings)
+    cpu_config, gpu_config = write_configs(repo_dir, settings, cfg.input_names)
     check_config_against_onnx(cpu_config, onnx_path, max_batch_size=settings.max_batch_size)
     check_config_against_onnx(gpu_config, onnx_path, max_batch_size=settings.max_batch_size)
     details = _build_details(checkpoint_dir, meta, cfg, onnx_path, parity.max_abs_diff, settings)
@@ -152,19 +158,20 @@ def build_gpu_repository(
     settings: ServingSettings | None = None,
     version: int = 1,
     opt_batch: int = 32,
-    parity_stacks: tuple | None = None,
+    parity_stacks: Mapping[str, np.ndarray] | None = None,
 ) -> BuiltModel:
     """Export, build the TensorRT FP16 engine into `<repo>/virtual_strategist/<version>/model.plan`,
     check its parity against FP32 ONNX Runtime, and write both configs.
 
     Raises TensorRTUnavailable without TensorRT or a GPU, ExportError when parity fails.
-    `parity_stacks`: (telemetry, tactical) to compare on; default real-looking stacks.
+    `parity_stacks`: the model's inputs by name to compare on (e.g. export.sample_inputs.dataset_batch);
+    default real-looking samples of every input the model reads.
     """
     import numpy as np
 
     from export.onnx_export import ExportError, ort_session, run_ort
     from export.parity import compare_fp16
-    from export.sample_inputs import realistic_batch
+    from export.sample_inputs import realistic_inputs
     from export.tensorrt_build import EngineProfile, EngineRunner, build_engine, tensorrt_status
 
     usable, reason = tensorrt_status()
@@ -186,15 +193,19 @@ def build_gpu_repository(
     plan_path = version_dir / "model.plan"
     info = build_engine(onnx_path, plan_path, profile, work_dir=work_dir)
 
-    telemetry, tactical = parity_stacks or realistic_batch(1024, seed=7)
+    stacks = parity_stacks if parity_stacks is not None else realistic_inputs(1024, cfg.input_names, seed=7)
+    missing = [name for name in cfg.input_names if name not in stacks]
+    if missing:
+        raise ExportError(f"parity stacks lack the model input(s) {missing} (have {sorted(stacks)})")
     session, runner = ort_session(onnx_path), EngineRunner(plan_path)
     reference: list[list[np.ndarray]] = [[], [], []]
     candidate: list[list[np.ndarray]] = [[], [], []]
-    for start in range(0, len(telemetry), profile.max_batch):
-        chunk = slice(start, start + profile.max_batch)
-        for store, out in zip(reference, run_ort(session, telemetry[chunk], tactical[chunk]), strict=True):
+    n_samples = len(stacks[cfg.input_names[0]])
+    for start in range(0, n_samples, profile.max_batch):
+        chunk = {name: stacks[name][start : start + profile.max_batch] for name in cfg.input_names}
+        for store, out in zip(reference, run_ort(session, chunk), strict=True):
             store.append(out)
-        for store, out in zip(candidate, runner(telemetry[chunk], tactical[chunk]), strict=True):
+        for store, out in zip(candidate, runner(chunk), strict=True):
             store.append(out)
     report = compare_fp16(
         tuple(np.concatenate(parts) for parts in reference),
@@ -203,7 +214,7 @@ def build_gpu_repository(
     if not report.ok:
         raise ExportError(f"{plan_path}: FP16 engine fails parity: {'; '.join(report.failures)}")
 
-    cpu_config, gpu_config = write_configs(repo_dir, settings)
+    cpu_config, gpu_config = write_configs(repo_dir, settings, cfg.input_names)
     check_config_against_onnx(gpu_config, onnx_path, max_batch_size=profile.max_batch)
     details = {
         **_build_details(checkpoint_dir, meta, cfg, onnx_path, onnx_parity.max_abs_diff, settings),

@@ -4,17 +4,23 @@ Random normal noise is a poor parity probe: a model normalises telemetry with th
 statistics, so N(0, 1) "speeds" sit far outside anything it was trained on and can hide or invent
 precision problems. `realistic_batch` draws laps that look like car_data on the 100-step distance
 grid (speed 60-330 km/h with corners, throttle 0-100 %, brake 0/1, RPM 4000-12500, gear 1-8) and
-gaps like a race's. `dataset_batch` takes real stacks from a dataset built by the Data Engine.
+gaps like a race's. `realistic_context` encodes synthetic timing-feed laps (stints, tyre ages,
+compounds, safety cars, pit laps) with the one context encoder, strategist.data.context.context_vector.
+`realistic_inputs` gives whichever of these a model reads, by input name (ModelConfig.input_names).
+`dataset_batch` takes real samples from a dataset built by the Data Engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from strategist import contract
+from strategist.data.context import LapTiming, context_vector
 from strategist.data.dataset_format import compute_stats, load_arrays
+from strategist.data.fuel import FuelModel
 from strategist.errors import DataError
 
 N_LAPS = contract.N_LAP_CONTEXT
@@ -72,19 +78,88 @@ def realistic_batch(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return telemetry, tactical
 
 
-def dataset_batch(dataset_dir: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `n` real stacks drawn from a dataset folder (manifest.json + shard-*.npz).
+_COMPOUND_CHOICES = (*contract.COMPOUNDS[:3], "")  # dry compounds, and now and then an unknown one
+
+
+def _stint_timings(rng: np.random.Generator, race_laps: int) -> list[LapTiming]:
+    """One car's timing feed for laps 1..race_laps: stints with pit laps, tyre ages, compounds, a
+    fuel-burn trend, an occasional safety-car lap, and a lap now and then without a usable time."""
+    fuel = FuelModel.for_race(race_laps)
+    stops = sorted(rng.choice(np.arange(8, race_laps - 3), size=rng.integers(0, 3), replace=False))
+    base_s = rng.uniform(80.0, 100.0)  # fuel-corrected pace of the car on this circuit
+    laps: list[LapTiming] = []
+    stint, stint_start, tyre_start = 1, 1, float(rng.integers(0, 4))
+    compound = str(rng.choice(_COMPOUND_CHOICES))
+    for number in range(1, race_laps + 1):
+        pit_out = number - 1 in stops
+        if pit_out:
+            stint, stint_start, tyre_start = stint + 1, number, 0.0
+            compound = str(rng.choice(_COMPOUND_CHOICES))
+        stint_lap = number - stint_start + 1
+        status = "4" if rng.random() < 0.05 else ("12" if rng.random() < 0.05 else "1")
+        fc = base_s + 0.05 * stint_lap + rng.normal(0.0, 0.3) + (20.0 if status == "4" else 0.0)
+        measured = fuel.uncorrect(fc, number)
+        laps.append(
+            LapTiming(
+                lap_number=number,
+                lap_time_s=None if rng.random() < 0.03 else float(measured),
+                tyre_life=tyre_start + stint_lap,
+                stint=stint,
+                stint_lap=stint_lap,
+                compound=compound,
+                track_status=status,
+                pit_in=number in stops,
+                pit_out=pit_out,
+            )
+        )
+    return laps
+
+
+def realistic_context(n: int, seed: int = 0) -> np.ndarray:
+    """`n` timing contexts float32 [n, N_CONTEXT], each a lap stack [L, L-1, L-2, L-5, L_base] of a
+    synthetic timing feed, encoded by context_vector (the dataset builder's and the gateway's encoder).
+    L_base is the stint's first lap when L is deep enough into it, else L itself (a repeated slot)."""
+    if n < 1:
+        raise ValueError(f"batch size must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, contract.N_CONTEXT), dtype=np.float32)
+    for i in range(n):
+        race_laps = int(rng.integers(44, 72))
+        feed = _stint_timings(rng, race_laps)
+        lap = int(rng.integers(6, race_laps))  # L: the stack's offsets reach back 5 laps
+        numbers = [lap - offset for offset in contract.LAP_OFFSETS]
+        first_of_stint = lap - feed[lap - 1].stint_lap + 1
+        numbers.append(first_of_stint if feed[lap - 1].stint_lap > 3 else lap)
+        slots = [feed[number - 1] for number in numbers]
+        out[i] = context_vector(slots, fuel=FuelModel.for_race(race_laps), race_laps=race_laps)
+    return out
+
+
+def realistic_inputs(n: int, input_names: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
+    """`n` samples of every input the model reads (input_names: ModelConfig.input_names), by name."""
+    shapes = contract.input_shapes(input_names)
+    telemetry, tactical = realistic_batch(n, seed=seed)
+    arrays = {contract.INPUT_TELEMETRY: telemetry, contract.INPUT_TACTICAL: tactical}
+    if contract.INPUT_CONTEXT in shapes:
+        arrays[contract.INPUT_CONTEXT] = realistic_context(n, seed=seed)
+    return {name: arrays[name] for name in shapes}
+
+
+def dataset_batch(
+    dataset_dir: Path, n: int, input_names: Sequence[str], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Up to `n` real samples of the model's inputs (by name) from a dataset folder (manifest.json +
+    shard-*.npz).
 
     Returns fewer than `n` samples when the dataset is smaller; raises DataError when it holds none.
     """
-    fields = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
-    arrays, _ = load_arrays(dataset_dir, fields, limit=4 * n)  # enough to draw from; not every shard
-    telemetry = arrays[contract.INPUT_TELEMETRY].astype(np.float32)
-    tactical = arrays[contract.INPUT_TACTICAL].astype(np.float32)
-    if not len(telemetry):
+    names = tuple(contract.input_shapes(input_names))
+    arrays, _ = load_arrays(dataset_dir, names, limit=4 * n)  # enough to draw from; not every shard
+    found = len(arrays[contract.INPUT_TELEMETRY])
+    if not found:
         raise DataError("dataset lists no shards with samples", file=str(dataset_dir))
-    pick = np.random.default_rng(seed).permutation(len(telemetry))[:n]
-    return telemetry[pick], tactical[pick]
+    pick = np.random.default_rng(seed).permutation(found)[:n]
+    return {name: arrays[name].astype(np.float32)[pick] for name in names}
 
 
 def realistic_stats(n: int = 512, seed: int = 123) -> dict[str, object]:
@@ -94,5 +169,8 @@ def realistic_stats(n: int = 512, seed: int = 123) -> dict[str, object]:
     ~12000 would enter the network unscaled, which no trained model ever sees.
     """
     telemetry, tactical = realistic_batch(n, seed=seed)
+    context = realistic_context(n, seed=seed)
     # No pace targets: compute_stats gives the neutral 0 s / 1 s, the order of lap-to-lap changes.
-    return compute_stats([{"telemetry": telemetry, "tactical": tactical, "pace_delta": np.empty(0)}])
+    # The context statistics are there for models that read it; two-input models ignore them.
+    part = {"telemetry": telemetry, "tactical": tactical, "context": context, "pace_delta": np.empty(0)}
+    return compute_stats([part])

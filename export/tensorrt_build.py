@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from export.mixed_precision import HEAD_SCOPES, convert_to_mixed_precision
-from export.onnx_export import INPUT_NAMES, OUTPUT_NAMES, ExportError
+from export.onnx_export import OUTPUT_NAMES, ExportError
 from strategist import contract
 from strategist.errors import StrategistError
 
@@ -129,8 +130,13 @@ def build_engine(
         _pin_fp32_layers(network, trt)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     trt_profile = builder.create_optimization_profile()
-    for name in INPUT_NAMES:
-        dims = contract.INPUT_SHAPES[name]
+    # One shape range per input the network has (the model's inputs: two, or three with a context).
+    input_names = [network.get_input(i).name for i in range(network.num_inputs)]
+    try:
+        input_dims = contract.input_shapes(input_names)
+    except ValueError as exc:
+        raise ExportError(f"{onnx_used}: {exc}") from exc
+    for name, dims in input_dims.items():
         trt_profile.set_shape(
             name, (profile.min_batch, *dims), (profile.opt_batch, *dims), (profile.max_batch, *dims)
         )
@@ -169,19 +175,27 @@ class EngineRunner:
                 f"{plan_path}: TensorRT could not load the engine (other TensorRT version or GPU?)"
             )
         self.context = self.engine.create_execution_context()
-        for name in INPUT_NAMES + OUTPUT_NAMES:
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_names = tuple(
+            name for name in names if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        )
+        for name in self.input_names + OUTPUT_NAMES:
             if self.engine.get_tensor_dtype(name) != trt.float32:
                 raise ExportError(
                     f"{plan_path}: tensor '{name}' is {self.engine.get_tensor_dtype(name)}, expected FP32"
                 )
 
-    def __call__(self, telemetry: np.ndarray, tactical: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """(pace_quantiles, risk_probs, tire_health) for the engine's inputs, taken from `inputs` by name."""
         import torch
 
+        missing = [name for name in self.input_names if name not in inputs]
+        if missing:
+            raise ExportError(f"the engine needs input(s) {missing}; given {sorted(inputs)}")
         stream = torch.cuda.current_stream()
         keep_alive = []
-        for name, array in zip(INPUT_NAMES, (telemetry, tactical), strict=True):
-            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).cuda()
+        for name in self.input_names:
+            tensor = torch.from_numpy(np.ascontiguousarray(inputs[name], dtype=np.float32)).cuda()
             keep_alive.append(tensor)
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())

@@ -2,11 +2,13 @@
 
 Two implementations: `TritonBackend` (Triton over gRPC, the normal path) and `OnnxRuntimeBackend`
 (the same ONNX in-process, the documented fallback where the Triton binary cannot run). Both take
-and return the contract's named tensors, whole batches at a time.
+and return the contract's named tensors, whole batches at a time, and say which inputs the served
+model reads (two, or three with the timing context), so the gateway builds what that model needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,8 +54,13 @@ class InferenceBackend(Protocol):
     async def start(self) -> None:
         """Open connections / sessions. Must not fail when the model server is down (readiness says so)."""
 
-    async def infer(self, telemetry: np.ndarray, tactical: np.ndarray) -> ModelOutputs:
-        """telemetry float32 [B,5,100,5], tactical float32 [B,2,2] -> outputs for the B rows."""
+    async def input_names(self) -> tuple[str, ...]:
+        """The served model's inputs in its order (contract names; contract.input_shapes holds)."""
+        ...
+
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> ModelOutputs:
+        """The model's inputs by name (telemetry float32 [B,5,100,5], tactical [B,2,2], context
+        [B,N_CONTEXT] for a context model) -> outputs for the B rows."""
         ...
 
     async def is_ready(self) -> bool:

@@ -14,8 +14,10 @@ Layout (all little-endian):
 
 Header of one car: every /predict JSON field except `laps` (car, lap_number, lap_time_s, fuel,
 race_laps, ahead, behind; validated by the same schema), plus
-`"laps": [{"index": "time_s" | "distance_m" | "aligned", "n": samples}, ...]` (5 entries, in the
-order L, L-1, L-2, L-5, L_base). A raw lap's block is 6 rows of n float32: the index, then the
+`"laps": [{"index": "time_s" | "distance_m" | "aligned", "n": samples, "timing": {...}}, ...]` (5
+entries, in the order L, L-1, L-2, L-5, L_base). `timing` is optional and is the JSON body's per-lap
+timing object as it is (a few numbers, validated by the same schema), so a model that reads the
+timing context is served from binary bodies too. A raw lap's block is 6 rows of n float32: the index, then the
 channels in the order Speed, Throttle, Brake, RPM, nGear; an aligned lap's block is 5 rows of 100
 (the channels only). A batch header is `{"cars": [<header of one car>, ...]}`.
 
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from server.schemas import BatchPredictRequest, LapTelemetry, PredictRequest
+from server.schemas import BatchPredictRequest, LapTelemetry, PredictRequest, TimingRecord
 from strategist import contract, limits
 
 CONTENT_TYPE = "application/vnd.strategist.f32"
@@ -68,7 +70,10 @@ def _lap_block(lap: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
         kind = "time_s" if lap.get("time_s") is not None else "distance_m"
         rows = [lap[kind], *channels]
     block = np.asarray(rows, dtype=_F32)
-    return {"index": kind, "n": int(block.shape[1])}, block.tobytes()
+    entry: dict[str, Any] = {"index": kind, "n": int(block.shape[1])}
+    if lap.get("timing") is not None:
+        entry["timing"] = dict(lap["timing"])
+    return entry, block.tobytes()
 
 
 def _car_header(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
@@ -140,7 +145,10 @@ class _Reader:
             raise _fail(loc, f"body truncated: this lap needs {count} float32 values, {available} are left")
         block = np.frombuffer(self.data, dtype=_F32, count=count, offset=self.offset).reshape(n_rows, n)
         self.offset += count * _F32.itemsize
-        return _lap(block, kind, loc)
+        lap = _lap(block, kind, loc)
+        if entry.get("timing") is not None:
+            lap.timing = _timing(entry["timing"], (*loc, "timing"))
+        return lap
 
     def finish(self) -> None:
         if self.offset != len(self.data):
@@ -174,6 +182,16 @@ def _lap(block: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
     if kind != "aligned":
         fields[kind] = values[0]
     return LapTelemetry.model_construct(**fields)
+
+
+def _timing(value: object, loc: Loc) -> TimingRecord:
+    """A lap entry's `timing`, with the JSON schema's own validation and messages."""
+    try:
+        return TimingRecord.model_validate(value)
+    except ValidationError as exc:
+        raise BinaryFormatError(
+            [{"loc": (*loc, *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        ) from exc
 
 
 def _finite(row: np.ndarray, loc: Loc) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class OnnxRuntimeBackend:
         self.timeout_s = timeout_s
         self.threads = threads
         self._session: Any = None
+        self._input_names: tuple[str, ...] = ()
 
     async def start(self) -> None:
         if not self.onnx_file.exists():
@@ -36,7 +38,13 @@ class OnnxRuntimeBackend:
                 "or set STRATEGIST_ONNX_PATH"
             )
         self._session = await asyncio.to_thread(self._open_session)
-        log.info("ONNX Runtime backend (in-process): %s, %d thread(s)", self.onnx_file, self.threads)
+        self._input_names = tuple(i.name for i in self._session.get_inputs())
+        log.info(
+            "ONNX Runtime backend (in-process): %s, inputs %s, %d thread(s)",
+            self.onnx_file,
+            list(self._input_names),
+            self.threads,
+        )
 
     def _open_session(self) -> Any:
         import onnxruntime as ort
@@ -47,30 +55,35 @@ class OnnxRuntimeBackend:
         # No spinning: on a small machine idle spin-waits steal CPU from the gateway's own event loop.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(self.onnx_file), options, providers=["CPUExecutionProvider"])
-        names = {i.name for i in session.get_inputs()}
-        expected = {contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL}
-        if names != expected:
-            raise BackendFailed(
-                f"{self.onnx_file}: inputs {sorted(names)}, the contract needs {sorted(expected)}"
-            )
+        try:
+            contract.input_shapes([i.name for i in session.get_inputs()])
+        except ValueError as exc:
+            raise BackendFailed(f"{self.onnx_file}: {exc}") from exc
         return session
 
-    async def infer(self, telemetry: np.ndarray, tactical: np.ndarray) -> ModelOutputs:
+    async def input_names(self) -> tuple[str, ...]:
         if self._session is None:
             raise BackendUnavailable("the ONNX Runtime session is not open")
+        return self._input_names
+
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> ModelOutputs:
+        if self._session is None:
+            raise BackendUnavailable("the ONNX Runtime session is not open")
+        missing = [name for name in self._input_names if name not in inputs]
+        if missing:
+            raise BackendFailed(
+                f"{self.onnx_file}: the model needs input(s) {missing}, given {sorted(inputs)}"
+            )
+        feeds = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self._input_names}
         try:
             pace, risk, tire = await asyncio.wait_for(
-                asyncio.to_thread(self._run, telemetry, tactical), timeout=self.timeout_s
+                asyncio.to_thread(self._run, feeds), timeout=self.timeout_s
             )
         except asyncio.TimeoutError as exc:
             raise BackendUnavailable(f"ONNX Runtime did not answer within {self.timeout_s:g} s") from exc
         return ModelOutputs(pace_quantiles=pace, risk_probs=risk, tire_health=tire)
 
-    def _run(self, telemetry: np.ndarray, tactical: np.ndarray) -> list[np.ndarray]:
-        feeds = {
-            contract.INPUT_TELEMETRY: np.ascontiguousarray(telemetry, dtype=np.float32),
-            contract.INPUT_TACTICAL: np.ascontiguousarray(tactical, dtype=np.float32),
-        }
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             outputs: list[np.ndarray] = self._session.run(
                 [contract.OUTPUT_PACE, contract.OUTPUT_RISK, contract.OUTPUT_TIRE], feeds

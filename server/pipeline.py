@@ -35,17 +35,22 @@ class Predictor:
         self.default_race_laps = default_race_laps
 
     async def predict(self, requests: Sequence[PredictRequest], request_id: str) -> PipelineResult:
+        # Which inputs the served model reads (asked once per backend, then kept): a context model
+        # needs every lap's timing, a two-input model ignores it.
+        input_names = await self.backend.input_names()
         t0 = time.perf_counter()
         # Alignment costs ~0.7 ms a car (benchmarks/README.md, parse_cost). For one car that is cheaper
         # inline than the thread hop: under load, asyncio.to_thread's handoff and GIL contention with
         # the event loop made the measured preprocess p50 rise from ~1 ms to 27 ms. A batch of
         # many cars would block the loop for several ms, so it still goes to a thread.
         if len(requests) <= INLINE_PREPROCESS_MAX_CARS:
-            batch = preprocess(requests, default_race_laps=self.default_race_laps)
+            batch = preprocess(requests, default_race_laps=self.default_race_laps, input_names=input_names)
         else:
-            batch = await asyncio.to_thread(preprocess, requests, default_race_laps=self.default_race_laps)
+            batch = await asyncio.to_thread(
+                preprocess, requests, default_race_laps=self.default_race_laps, input_names=input_names
+            )
         t1 = time.perf_counter()
-        outputs = await self.backend.infer(batch.telemetry, batch.tactical)
+        outputs = await self.backend.infer(batch.model_inputs(input_names))
         version = await self.backend.model_version()
         t2 = time.perf_counter()
         predictions = postprocess(batch, outputs)

@@ -3,20 +3,35 @@
 Batch layout sent to the backend, for N cars: rows 0..N-1 are the cars as raced (their real
 neighbours), rows N..2N-1 the same stacks in clean air (no car ahead or behind, the contract's
 NO_CAR encoding). One backend call therefore answers both the prediction and its counterfactual.
+
+For a model that reads the timing context, each car's context [N_CONTEXT] is built from the request's
+per-lap `timing`, its fuel model and race length by strategist.data.context.context_vector (the
+dataset builder's encoder); the clean-air row carries the same context (only tactical differs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from server.schemas import CarGap, FuelParams, LapTelemetry, PredictRequest
+from server.schemas import TIMING_FIELDS, CarGap, FuelParams, LapTelemetry, PredictRequest, TimingRecord
 from strategist import contract
+from strategist.data.context import LapTiming, context_vector
 from strategist.data.engine import AlignedLap, RawLap, build_model_inputs
 from strategist.data.fuel import FuelModel
 from strategist.data.tactical import Neighbour, tactical_tensor
+
+
+class TimingRequired(ValueError):
+    """The served model reads the timing context and laps lack `timing`; `errors` are pydantic-style
+    {"loc", "msg", "type"} entries, loc relative to the body (the gateway answers 422)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,7 @@ class PreparedBatch:
 
     telemetry: np.ndarray  # float32 [2N, 5, 100, 5]
     tactical: np.ndarray  # float32 [2N, 2, 2]
+    context: np.ndarray | None  # float32 [2N, N_CONTEXT]; None when not built (see preprocess)
     reference_fc_s: np.ndarray  # float64 [N] fuel-corrected time of lap L
     fuel_models: list[FuelModel]  # [N]
     fuel_sources: list[str]  # [N] "request", "race_laps" or "default"
@@ -33,6 +49,16 @@ class PreparedBatch:
     @property
     def n_cars(self) -> int:
         return len(self.requests)
+
+    def model_inputs(self, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The arrays the model reads, by input name (input_names: the served model's inputs)."""
+        arrays = {contract.INPUT_TELEMETRY: self.telemetry, contract.INPUT_TACTICAL: self.tactical}
+        if self.context is not None:
+            arrays[contract.INPUT_CONTEXT] = self.context
+        missing = [name for name in input_names if name not in arrays]
+        if missing:
+            raise ValueError(f"the batch was prepared without the model input(s) {missing}")
+        return {name: arrays[name] for name in input_names}
 
 
 def lap_input(lap: LapTelemetry, where: str) -> RawLap | AlignedLap:
@@ -58,10 +84,50 @@ def fuel_model_for(request: PredictRequest, default_race_laps: int) -> tuple[Fue
     return FuelModel.for_race(default_race_laps), "default"
 
 
-def preprocess(requests: Sequence[PredictRequest], *, default_race_laps: int) -> PreparedBatch:
-    """Align, stack and encode every car. Raises DataError naming the car, lap slot and field."""
+def lap_timing(record: TimingRecord) -> LapTiming:
+    """A request lap's timing as the context encoder takes it (field for field)."""
+    return LapTiming(**{name: getattr(record, name) for name in TIMING_FIELDS})
+
+
+def missing_timing(requests: Sequence[PredictRequest]) -> list[dict[str, Any]]:
+    """One 422 entry per lap without `timing` (loc laps.<i>.timing, or cars.<c>.laps.<i>.timing)."""
+    errors = []
+    fields = ", ".join(TIMING_FIELDS)
+    for car_index, request in enumerate(requests):
+        car_loc: tuple[str | int, ...] = ("cars", car_index) if len(requests) > 1 else ()
+        for lap_index, lap in enumerate(request.laps):
+            if lap.timing is None:
+                errors.append(
+                    {
+                        "loc": (*car_loc, "laps", lap_index, "timing"),
+                        "msg": "the served model reads the timing context: every lap needs `timing` "
+                        f"{{{fields}}} (lap_number, tyre_life, stint and stint_lap required)",
+                        "type": "missing",
+                    }
+                )
+    return errors
+
+
+def preprocess(
+    requests: Sequence[PredictRequest],
+    *,
+    default_race_laps: int,
+    input_names: Sequence[str] | None = None,
+) -> PreparedBatch:
+    """Align, stack and encode every car. Raises DataError naming the car, lap slot and field.
+
+    input_names: the served model's inputs. With the context among them every lap must carry
+    `timing` (TimingRequired otherwise); without it the timing is not read. None: the context is
+    built when every lap of every car carries timing (what a caller that only prepares data wants).
+    """
+    if input_names is None:
+        with_context = not missing_timing(requests)
+    else:
+        with_context = contract.INPUT_CONTEXT in input_names
+        if with_context and (errors := missing_timing(requests)):
+            raise TimingRequired(errors)
     clean_air = tactical_tensor(None, None)
-    telemetry, tactical, clean_tactical = [], [], []
+    telemetry, tactical, clean_tactical, contexts = [], [], [], []
     reference, fuel_models, sources = [], [], []
     for car_index, request in enumerate(requests):
         prefix = f"cars[{car_index}]." if len(requests) > 1 else ""
@@ -77,9 +143,21 @@ def preprocess(requests: Sequence[PredictRequest], *, default_race_laps: int) ->
         fuel_models.append(fuel)
         sources.append(source)
         reference.append(fuel.correct(request.lap_time_s, request.lap_number))
+        if with_context:
+            slots = [lap_timing(lap.timing) for lap in request.laps if lap.timing is not None]
+            contexts.append(
+                context_vector(
+                    slots,
+                    fuel=fuel,
+                    race_laps=request.race_laps or default_race_laps,
+                    where=f"{prefix}laps[*].timing",
+                )
+            )
     return PreparedBatch(
         telemetry=np.stack(telemetry + telemetry).astype(np.float32, copy=False),
         tactical=np.stack(tactical + clean_tactical).astype(np.float32, copy=False),
+        # The clean-air rows keep the car's own timing: only the neighbours change.
+        context=np.stack(contexts + contexts).astype(np.float32, copy=False) if with_context else None,
         reference_fc_s=np.asarray(reference, dtype=np.float64),
         fuel_models=fuel_models,
         fuel_sources=sources,

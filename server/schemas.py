@@ -15,6 +15,56 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from strategist import contract, limits
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+UNKNOWN_COMPOUND = "UNKNOWN"
+TRACK_STATUS_PATTERN = r"^[1-7]+$"
+MAX_LAP_NUMBER = 200
+LAP_TIME_MATCH_TOL_S = 1e-3  # timing.lap_time_s of lap L vs the request's lap_time_s (ms-resolution feeds)
+
+
+class TimingRecord(BaseModel):
+    """What the timing feed says about one lap of the stack (strategist.data.context.LapTiming).
+
+    Models that read the timing context (a third input, contract.CONTEXT_FEATURES) need it on every
+    lap; two-input models ignore it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    lap_number: int = Field(ge=1, le=MAX_LAP_NUMBER, description="Race lap number of this lap.")
+    lap_time_s: FiniteFloat | None = Field(
+        default=None,
+        ge=limits.LAP_TIME_RANGE_S[0],
+        le=limits.LAP_TIME_RANGE_S[1],
+        description="Measured lap time, s; null = no usable time (deleted, red-flag or untimed lap).",
+    )
+    tyre_life: FiniteFloat = Field(
+        ge=0.0, le=MAX_LAP_NUMBER, description="Laps on this set of tyres at the end of the lap."
+    )
+    stint: int = Field(ge=1, le=MAX_LAP_NUMBER, description="Stint number (1 = from the start).")
+    stint_lap: int = Field(ge=1, le=MAX_LAP_NUMBER, description="Laps into the stint, 1 = the out-lap.")
+    compound: str = Field(
+        default=UNKNOWN_COMPOUND,
+        description=f"Tyre compound: one of {[*contract.COMPOUNDS, UNKNOWN_COMPOUND]}.",
+    )
+    track_status: str = Field(
+        default="1",
+        pattern=TRACK_STATUS_PATTERN,
+        description="FastF1 TrackStatus digits shown during the lap (1 green, 2 yellow, 4 SC, 5 red, "
+        '6 VSC, 7 VSC ending), e.g. "1", "124".',
+    )
+    pit_in: bool = Field(default=False, description="The car entered the pit lane on this lap.")
+    pit_out: bool = Field(default=False, description="The car left the pit lane on this lap.")
+
+    @field_validator("compound")
+    @classmethod
+    def _known_compound(cls, compound: str) -> str:
+        allowed = (*contract.COMPOUNDS, UNKNOWN_COMPOUND)
+        if compound not in allowed:
+            raise ValueError(f"compound must be one of {list(allowed)}, got {compound!r}")
+        return compound
+
+
+TIMING_FIELDS: tuple[str, ...] = tuple(TimingRecord.model_fields)
 
 
 class LapTelemetry(BaseModel):
@@ -39,6 +89,11 @@ class LapTelemetry(BaseModel):
     )
     aligned: bool = Field(
         default=False, description="True when `channels` already hold the 100 distance steps."
+    )
+    timing: TimingRecord | None = Field(
+        default=None,
+        description="The timing feed's record of this lap; required by models that read the timing "
+        "context, ignored by the others.",
     )
 
     @field_validator("channels")
@@ -155,6 +210,32 @@ class PredictRequest(BaseModel):
                 f"{list(contract.LAP_SLOTS)}, got {len(laps)}"
             )
         return laps
+
+    @model_validator(mode="after")
+    def _timing_agrees_with_lap_l(self) -> PredictRequest:
+        # Messages name the lap (laps.<i>.timing) themselves: a model validator's errors sit at the body.
+        first = self.laps[0].timing if len(self.laps) == contract.N_LAP_CONTEXT else None
+        if first is not None:
+            if first.lap_number != self.lap_number:
+                raise ValueError(
+                    f"laps.0.timing.lap_number {first.lap_number} differs from lap_number "
+                    f"{self.lap_number}: laps[0] is lap L"
+                )
+            if (
+                first.lap_time_s is not None
+                and abs(first.lap_time_s - self.lap_time_s) > LAP_TIME_MATCH_TOL_S
+            ):
+                raise ValueError(
+                    f"laps.0.timing.lap_time_s {first.lap_time_s:g} differs from lap_time_s "
+                    f"{self.lap_time_s:g}: both are the time of lap L"
+                )
+        for index, lap in enumerate(self.laps):
+            if lap.timing is not None and lap.timing.lap_number > self.lap_number:
+                raise ValueError(
+                    f"laps.{index}.timing.lap_number {lap.timing.lap_number} is after lap L "
+                    f"({self.lap_number}): slot {contract.LAP_SLOTS[index]} is an earlier lap or lap L"
+                )
+        return self
 
 
 class BatchPredictRequest(BaseModel):

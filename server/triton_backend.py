@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -44,6 +45,7 @@ class TritonBackend:
         self.readiness_timeout_s = readiness_timeout_s
         self._client: grpcclient.InferenceServerClient | None = None
         self._served_version: str | None = None
+        self._input_names: tuple[str, ...] | None = None
 
     async def start(self) -> None:
         # Created inside the running loop: grpc.aio channels are bound to the loop they were made on.
@@ -65,19 +67,24 @@ class TritonBackend:
             raise RuntimeError("TritonBackend.start() was not called (the app lifespan opens it)")
         return self._client
 
-    async def infer(self, telemetry: np.ndarray, tactical: np.ndarray) -> ModelOutputs:
-        inputs = []
-        for name, array in ((contract.INPUT_TELEMETRY, telemetry), (contract.INPUT_TACTICAL, tactical)):
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> ModelOutputs:
+        names = await self.input_names()
+        missing = [name for name in names if name not in inputs]
+        if missing:
+            raise BackendFailed(f"model {self.model_name!r} needs input(s) {missing}, given {sorted(inputs)}")
+        tensors = []
+        for name in names:
+            array = np.ascontiguousarray(inputs[name], dtype=np.float32)
             tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
-            tensor.set_data_from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-            inputs.append(tensor)
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
         outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUT_NAMES]
         try:
             # The gRPC deadline is the real limit; wait_for is a backstop should the channel stall.
             result = await asyncio.wait_for(
                 self.client.infer(
                     self.model_name,
-                    inputs,
+                    tensors,
                     model_version=self.requested_version,
                     outputs=outputs,
                     client_timeout=self.timeout_s,
@@ -114,21 +121,38 @@ class TritonBackend:
             log.debug("Triton not ready: %s", exc)
             return False
 
+    async def _read_metadata(self) -> None:
+        """Served version and input names from Triton's model metadata (asked once, then kept)."""
+        try:
+            metadata = await asyncio.wait_for(
+                self.client.get_model_metadata(
+                    self.model_name, self.requested_version, client_timeout=self.readiness_timeout_s
+                ),
+                timeout=self.readiness_timeout_s + 0.5,
+            )
+        except asyncio.TimeoutError as exc:
+            raise BackendUnavailable("Triton did not return the model metadata in time") from exc
+        except InferenceServerException as exc:
+            raise _translate(exc, f"metadata of model {self.model_name!r}") from exc
+        names = tuple(tensor.name for tensor in metadata.inputs)
+        try:
+            contract.input_shapes(names)
+        except ValueError as exc:
+            raise BackendFailed(f"Triton model {self.model_name!r}: {exc}") from exc
+        versions = sorted(metadata.versions, key=lambda v: int(v) if v.isdigit() else -1)
+        self._served_version = self.requested_version or (versions[-1] if versions else "unknown")
+        self._input_names = names
+
+    async def input_names(self) -> tuple[str, ...]:
+        if self._input_names is None:
+            await self._read_metadata()
+        assert self._input_names is not None
+        return self._input_names
+
     async def model_version(self) -> str:
         if self._served_version is None:
-            try:
-                metadata = await asyncio.wait_for(
-                    self.client.get_model_metadata(
-                        self.model_name, self.requested_version, client_timeout=self.readiness_timeout_s
-                    ),
-                    timeout=self.readiness_timeout_s + 0.5,
-                )
-            except asyncio.TimeoutError as exc:
-                raise BackendUnavailable("Triton did not return the model metadata in time") from exc
-            except InferenceServerException as exc:
-                raise _translate(exc, f"metadata of model {self.model_name!r}") from exc
-            versions = sorted(metadata.versions, key=lambda v: int(v) if v.isdigit() else -1)
-            self._served_version = self.requested_version or (versions[-1] if versions else "unknown")
+            await self._read_metadata()
+        assert self._served_version is not None
         return self._served_version
 
     async def close(self) -> None:

@@ -23,6 +23,8 @@ Model outputs:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # --- lap stack -------------------------------------------------------------------------------
 N_LAP_CONTEXT = 5
 LAP_SLOTS: tuple[str, ...] = ("L", "L-1", "L-2", "L-5", "L_base")
@@ -123,3 +125,20 @@ OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
     OUTPUT_RISK: (len(RISK_CLASSES),),
     OUTPUT_TIRE: (1,),
 }
+
+
+def input_shapes(names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Non-batch dims of a model's inputs, in the model's order (ModelConfig.input_names).
+
+    A model reads a leading part of INPUT_SHAPES: telemetry and tactical, and the context when it
+    has one. Raises ValueError naming what differs, so export and serving never build I/O for a
+    layout no model has.
+    """
+    names = tuple(names)
+    known = tuple(INPUT_SHAPES)
+    if len(names) < 2 or names != known[: len(names)]:
+        raise ValueError(
+            f"model inputs {list(names)} are not a contract layout: expected {list(known[:2])} "
+            f"or {list(known)} (strategist.contract.INPUT_SHAPES)"
+        )
+    return {name: INPUT_SHAPES[name] for name in names}

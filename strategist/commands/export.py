@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
         stacks = None
         if args.stacks is not None:
             from export.sample_inputs import dataset_batch
+            from export.triton_config import checkpoint_input_names
 
-            stacks = dataset_batch(args.stacks, 2048)
+            stacks = dataset_batch(args.stacks, 2048, checkpoint_input_names(args.checkpoint))
         try:
             built = build_gpu_repository(
                 args.checkpoint,

@@ -14,6 +14,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from strategist import contract
+
 if TYPE_CHECKING:
     from strategist.train.config import TrainConfig
 
@@ -87,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, data: bool = True) -> None
     start.add_argument("--init-from", default=None, help="checkpoint folder to start from (fine-tuning)")
     start.add_argument("--freeze-stem", action="store_true", help="keep the CNN stem's weights fixed")
     start.add_argument(
+        "--head-lr-scale",
+        type=float,
+        default=d("head_lr_scale"),
+        help="heads and timing-context encoder learn this many times faster than the trunk",
+    )
+    start.add_argument(
         "--resume", action="store_true", help="continue <out>/last (optimizer and scheduler too)"
     )
 
@@ -104,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, data: bool = True) -> None
     arch.add_argument("--d-ff", type=int)
     arch.add_argument("--head-hidden", type=int)
     arch.add_argument("--dropout", type=float)
+    arch.add_argument(
+        "--n-context",
+        type=int,
+        help=f"timing-context width: {contract.N_CONTEXT} "
+        "(default) or 0 for the two-input design (telemetry and tactical only)",
+    )
     arch.add_argument("--stem-channels", type=int, nargs="+")
 
 

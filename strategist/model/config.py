@@ -14,6 +14,7 @@ from strategist import contract
 from strategist.errors import StrategistError
 
 IMPLEMENTATIONS = ("torch", "hf")
+RACING_HEAD_INPUTS = ("timing", "pooled")
 
 
 @dataclass
@@ -66,8 +67,13 @@ class ModelConfig:
     # Two pace heads, chosen per sample by lap L's own flags in the context: one for a green racing
     # lap L, one for an in/out-lap or a neutralised L. The next lap's delta is ~0.4 s after a green
     # lap and 20-60 s after a pit or SC lap; one head fitting both spends itself on the big jumps
-    # and loses the racing laps the pit wall cares about (measured). Needs n_context > 0.
+    # and loses the racing laps the pit wall cares about (measured). Context models only (a
+    # two-input model always has one pace head).
     split_pace_head: bool = True
+    # What the racing-lap pace head reads (split_pace_head only): "timing" = the normalised context
+    # and tactical tensor (TimingPaceHead; measured best on held-out real races), "pooled" = the same
+    # pooled representation the other heads read.
+    racing_head_inputs: str = "timing"
 
     # --- heads ---
     head_hidden: int = 128
@@ -76,6 +82,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.stem_channels = tuple(int(c) for c in self.stem_channels)
+        # The split pace head tells the laps apart by the context's flags: two-input models have one.
+        self.split_pace_head = bool(self.split_pace_head and self.n_context)
         self.quantiles = tuple(float(q) for q in self.quantiles)
         self.validate()
 
@@ -103,8 +111,10 @@ class ModelConfig:
                 f"n_context {self.n_context} must be 0 (two-input model) or {contract.N_CONTEXT} "
                 "(strategist.contract.CONTEXT_FEATURES)"
             )
-        if self.split_pace_head and not self.n_context:
-            problems.append("split_pace_head needs the timing context (n_context > 0) to tell the laps apart")
+        if self.racing_head_inputs not in RACING_HEAD_INPUTS:
+            problems.append(
+                f"racing_head_inputs {self.racing_head_inputs!r} is not one of {RACING_HEAD_INPUTS}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout {self.dropout} must be in [0, 1)")
         if problems:
@@ -158,7 +168,13 @@ class ModelConfig:
             )
         # Checkpoints written before the lap-time features existed were built without them.
         # Likewise for the timing context: they are two-input models.
-        data = {"lap_time_features": False, "n_context": 0, "split_pace_head": False, **data}
+        data = {
+            "lap_time_features": False,
+            "n_context": 0,
+            "split_pace_head": False,
+            "racing_head_inputs": "pooled",
+            **data,
+        }
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelConfig:

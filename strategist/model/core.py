@@ -30,6 +30,7 @@ from strategist.model.layers import (
     MLPHead,
     TacticalEmbedding,
     TacticalFusionBlock,
+    TimingPaceHead,
     non_crossing_quantiles,
 )
 
@@ -62,7 +63,10 @@ def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
     if cfg.n_context:
         module.context_encoder = ContextEncoder(cfg)
     module.fusion = TacticalFusionBlock(cfg)
-    module.pace_head = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
+    if cfg.split_pace_head and cfg.racing_head_inputs == "timing":
+        module.pace_head = TimingPaceHead(cfg)
+    else:
+        module.pace_head = MLPHead(cfg.head_in_features, cfg.head_hidden, len(cfg.quantiles))
     module.risk_head = MLPHead(cfg.head_in_features, cfg.head_hidden, cfg.n_risk_classes)
     module.tire_head = MLPHead(cfg.head_in_features, cfg.head_hidden, 1)
     module.interval_calibration = IntervalCalibration(cfg.n_calibration_groups)
@@ -74,10 +78,11 @@ def add_common_modules(module: nn.Module, cfg: ModelConfig) -> None:
         zero_pace_heads(module)
 
 
-def pace_heads(module: nn.Module) -> list[MLPHead]:
+def pace_heads(module: nn.Module) -> list[MLPHead | TimingPaceHead]:
     """The pace head(s) of a model: one, or two with split_pace_head."""
     names = ("pace_head", "pace_head_special")
-    return [head for name in names if isinstance(head := getattr(module, name, None), MLPHead)]
+    kinds = (MLPHead, TimingPaceHead)
+    return [head for name in names if isinstance(head := getattr(module, name, None), kinds)]
 
 
 def zero_pace_heads(module: nn.Module) -> None:
@@ -187,7 +192,7 @@ class StrategistForwardMixin:
     embed_dropout: nn.Dropout
     tactical_embedding: TacticalEmbedding
     fusion: TacticalFusionBlock
-    pace_head: MLPHead
+    pace_head: Any  # MLPHead, or TimingPaceHead (split_pace_head with racing_head_inputs "timing")
     pace_head_special: MLPHead
     risk_head: MLPHead
     tire_head: MLPHead
@@ -222,7 +227,11 @@ class StrategistForwardMixin:
         if context_features is not None:
             pooled = torch.cat([pooled, context_features], dim=-1)  # [..., + H]
 
-        raw_pace = self.pace_head(pooled)  # [B, 3]
+        if isinstance(self.pace_head, TimingPaceHead) and context is not None:
+            # [B, 3] from the timing alone (normalised context, normalised tactical)
+            raw_pace = self.pace_head(self.normalizer.context(context), self.normalizer.tactical(tactical))
+        else:
+            raw_pace = self.pace_head(pooled)  # [B, 3]
         if cfg.split_pace_head and context is not None:
             gate = special_lap_gate(context)  # [B, 1]
             raw_pace = gate * self.pace_head_special(pooled) + (1.0 - gate) * raw_pace

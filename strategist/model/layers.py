@@ -116,9 +116,10 @@ class InputNormalizer(nn.Module):
 
     def context(self, x: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, K]
         # Robust scales (median / MAD) put racing-lap deltas near +-1; a pit or SC lap's 20-60 s
-        # would land at +-100 and swamp the first layer, so the normalised value is clipped (the
-        # pit and status flags still say what kind of lap it was).
-        return ((x - self.context_mean) / self.context_std).clamp(-CONTEXT_CLIP, CONTEXT_CLIP)
+        # would land at +-100 and swamp the first layer. asinh is linear near 0 and logarithmic in
+        # the tails, so a 2 s traffic loss still reads larger than a 1 s one (measured better than
+        # clipping at +-10 on held-out real races).
+        return torch.asinh((x - self.context_mean) / self.context_std)
 
     def pace_to_seconds(self, z: torch.Tensor) -> torch.Tensor:  # normalised delta -> seconds
         return z * self.pace_delta_std + self.pace_delta_mean
@@ -260,6 +261,27 @@ class ContextEncoder(nn.Module):
         return self.slot_proj(slots), self.mlp(context)  # [B, N, D], [B, H]
 
 
+class TimingPaceHead(nn.Module):
+    """Pace of the next lap after a green racing lap L, from the timing alone:
+    [normalised context [B, K], normalised tactical [B, T*2]] -> raw (median, a, b) [B, 3].
+
+    Two GELU layers of context_hidden. Measured on held-out real races: the telemetry tokens (as
+    pre-trained on simulated seasons) made this forecast worse, not better; the lap-time history,
+    tyre state and gaps carry what the telemetry would add (docs/evaluation.md, ablation)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        width = cfg.n_context + cfg.n_tactical_rows * cfg.n_tactical_cols
+        self.hidden = nn.Linear(width, cfg.context_hidden)
+        self.hidden2 = nn.Linear(cfg.context_hidden, cfg.context_hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.context_hidden, len(cfg.quantiles))
+
+    def forward(self, context: torch.Tensor, tactical: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([context, tactical.flatten(1)], dim=1)  # [B, K + T*2]
+        return self.out(F.gelu(self.hidden2(self.dropout(F.gelu(self.hidden(x))))))
+
+
 class MLPHead(nn.Module):
     """Linear -> GELU -> Linear on the pooled representation [B, 2D] -> [B, n_out] (raw)."""
 
@@ -306,9 +328,12 @@ class IntervalCalibration(nn.Module):
 
     def forward(self, quantiles: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
         # quantiles [B, 3]; groups [B, G] one-hot (grouped scales only) -> [B, 3]
-        scale = self.scale if groups is None else groups @ self.scale  # [2] or [B, 2]
-        scale = scale.reshape(-1, 2)
+        if groups is None:
+            low, high = self.scale[0], self.scale[1]  # scalars
+        else:
+            per_row = groups @ self.scale  # [B, 2]
+            low, high = per_row[:, 0:1], per_row[:, 1:2]  # [B, 1] each
         median = quantiles[:, 1:2]
-        lower = median - scale[:, 0:1] * (median - quantiles[:, 0:1])
-        upper = median + scale[:, 1:2] * (quantiles[:, 2:3] - median)
+        lower = median - low * (median - quantiles[:, 0:1])
+        upper = median + high * (quantiles[:, 2:3] - median)
         return torch.cat([lower, median, upper], dim=1)

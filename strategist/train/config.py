@@ -30,6 +30,9 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and checkpoint) once a run has trained this long
     max_steps_per_epoch: int | None = None  # cap, for smoke runs and throughput measurements
     freeze_stem: bool = False  # fine-tuning: the CNN stem keeps its pre-trained weights
+    # The heads and the timing-context encoder learn this many times faster than the trunk: when a
+    # pre-trained checkpoint gains the timing context, those start fresh while the trunk only adapts.
+    head_lr_scale: float = 1.0
     init_from: str | None = None  # checkpoint folder whose weights (and architecture) start the run
     resume: bool = False  # continue <out>/last
     device: str = "auto"  # auto | cpu | cuda
@@ -52,6 +55,7 @@ ARCH_FIELDS = (
     "head_hidden",
     "dropout",
     "stem_channels",
+    "n_context",  # 0: the two-input design (telemetry and tactical only)
 )
 
 # `strategist train` flag -> TrainConfig field, for the fields that have a flag of their own.
@@ -70,6 +74,7 @@ TRAIN_FLAGS = {
     "--threads": "threads",
     "--init-from": "init_from",
     "--freeze-stem": "freeze_stem",
+    "--head-lr-scale": "head_lr_scale",
     "--resume": "resume",
     "--tensorboard": "tensorboard",
 }

@@ -100,15 +100,35 @@ def freeze_stem(model: StrategistModel) -> int:
     return frozen
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+# Parameters the head learning-rate scale applies to: the heads and the timing-context encoder, the
+# parts that start fresh when a pre-trained trunk gains the timing context.
+HEAD_PREFIXES = ("pace_head", "pace_head_special", "risk_head", "tire_head", "context_encoder")
+
+
+def make_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, head_lr_scale: float = 1.0
+) -> torch.optim.AdamW:
+    """AdamW with four groups: (trunk, heads) x (decayed weight matrices, the rest). The groups are
+    always there (an empty one is allowed) so that a resumed run's saved state always fits."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {
+        (head, decay): [] for head in (False, True) for decay in (True, False)
+    }
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+        decay = p.dim() >= 2 and "embedding" not in name
+        groups[(name.startswith(HEAD_PREFIXES), decay)].append(p)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr": lr * (head_lr_scale if head else 1.0),
+            }
+            for (head, decay), params in groups.items()
+        ],
+        lr=lr,
+    )
 
 
 def lr_lambda(total_steps: int, warmup_frac: float, min_lr_frac: float):
@@ -246,6 +266,7 @@ def _add_context(
         n_context=model_cfg.n_context,
         context_hidden=model_cfg.context_hidden,
         split_pace_head=model_cfg.split_pace_head,
+        racing_head_inputs=model_cfg.racing_head_inputs,
     )
     model: StrategistModel = build_model(cfg)
     target = model.state_dict()
@@ -338,7 +359,7 @@ def _train(
     steps_per_epoch = (
         len(batches) if tcfg.max_steps_per_epoch is None else min(len(batches), tcfg.max_steps_per_epoch)
     )
-    optimizer = make_optimizer(model, tcfg.lr, tcfg.weight_decay)
+    optimizer = make_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.head_lr_scale)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(tcfg.epochs * steps_per_epoch, tcfg.warmup_frac, tcfg.min_lr_frac)
     )

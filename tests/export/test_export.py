@@ -6,11 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.triton_stub import fake_pb_utils
 
 from export import triton_config
 from export.onnx_export import (
@@ -35,7 +35,9 @@ TINY = dict(
     head_hidden=16,
     stem_channels=(8, 16),
     dropout=0.0,
+    n_context=0,  # the two-input design; models with the timing context: tests/test_context_export.py
 )
+TWO_INPUTS = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
 
 
 def tiny_model(impl: str):
@@ -78,7 +80,7 @@ def test_onnx_signature_follows_the_contract(exported):
     _, path = exported
     signature = check_onnx(path)
     assert signature.opset >= 17
-    assert list(signature.inputs) == [contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL]
+    assert list(signature.inputs) == list(TWO_INPUTS)
     assert {name: dims for name, (dims, _) in signature.outputs.items()} == contract.OUTPUT_SHAPES
 
 
@@ -130,31 +132,33 @@ def test_generated_configs_agree_with_the_onnx(exported, tmp_path):
     settings = triton_config.ServingSettings(max_batch_size=64, queue_delay_us=250)
     for render in (triton_config.render_cpu_config, triton_config.render_gpu_config):
         config_path = tmp_path / "config.pbtxt"
-        config_path.write_text(render(settings))
+        config_path.write_text(render(settings, TWO_INPUTS))
         triton_config.check_config_against_onnx(config_path, path, max_batch_size=64)
         parsed = triton_config.parse_config(config_path.read_text())
         assert parsed.dynamic_batching.max_queue_delay_microseconds == 250
         assert [w.batch_size for w in parsed.model_warmup] == [1, 64]
         with pytest.raises(triton_config.ConfigError, match="profile max 32"):
             triton_config.check_config_against_onnx(config_path, path, max_batch_size=32)
-    gpu = triton_config.parse_config(triton_config.render_gpu_config(settings))
+    gpu = triton_config.parse_config(triton_config.render_gpu_config(settings, TWO_INPUTS))
     assert gpu.platform == "tensorrt_plan" and gpu.instance_group[0].kind == gpu.instance_group[0].KIND_GPU
 
 
 def test_dynamic_batching_switch():
     off = triton_config.ServingSettings(dynamic_batching=False)
     for render in (triton_config.render_cpu_config, triton_config.render_gpu_config):
-        assert triton_config.parse_config(render(triton_config.ServingSettings())).HasField(
+        assert triton_config.parse_config(render(triton_config.ServingSettings(), TWO_INPUTS)).HasField(
             "dynamic_batching"
         )
-        assert not triton_config.parse_config(render(off)).HasField("dynamic_batching")
-    twin = triton_config.parse_config(triton_config.render_cpu_config(off, name="unbatched"))
+        assert not triton_config.parse_config(render(off, TWO_INPUTS)).HasField("dynamic_batching")
+    twin = triton_config.parse_config(triton_config.render_cpu_config(off, TWO_INPUTS, name="unbatched"))
     assert twin.name == "unbatched"
 
 
 def test_config_check_names_a_wrong_tensor(exported, tmp_path):
     _, path = exported
-    text = triton_config.render_cpu_config(triton_config.ServingSettings()).replace('"tire_health"', '"tyre"')
+    text = triton_config.render_cpu_config(triton_config.ServingSettings(), TWO_INPUTS).replace(
+        '"tire_health"', '"tyre"'
+    )
     config_path = tmp_path / "config.pbtxt"
     config_path.write_text(text)
     with pytest.raises(triton_config.ConfigError, match="tyre"):
@@ -162,11 +166,14 @@ def test_config_check_names_a_wrong_tensor(exported, tmp_path):
 
 
 def test_committed_repository_files_are_the_generated_ones():
+    from strategist.paths import BASE_CHECKPOINT_DIR
+
     settings = triton_config.ServingSettings()
+    inputs = triton_config.checkpoint_input_names(BASE_CHECKPOINT_DIR)  # the shipped model's inputs
     committed_cpu = MODEL_REPOSITORY_DIR / contract.CPU_MODEL_NAME
-    assert (committed_cpu / "config.pbtxt").read_text() == triton_config.render_cpu_config(settings)
+    assert (committed_cpu / "config.pbtxt").read_text() == triton_config.render_cpu_config(settings, inputs)
     assert (MODEL_REPOSITORY_DIR / contract.GPU_MODEL_NAME / "config.pbtxt").read_text() == (
-        triton_config.render_gpu_config(settings)
+        triton_config.render_gpu_config(settings, inputs)
     )
     source = (PROJECT_ROOT / "export" / "triton_python_model.py").read_text()
     assert (committed_cpu / "1" / "model.py").read_text() == source
@@ -205,10 +212,8 @@ def test_mixed_precision_graph_is_valid_with_fp32_io_and_fp32_layernorm(exported
     head_gemms = [n for n in inferred.graph.node if "/pace_head/" in n.name and n.op_type == "Gemm"]
     assert head_gemms and all(types_[n.output[0]] == onnx.TensorProto.FLOAT for n in head_gemms)
 
-    telemetry, tactical = realistic_batch(256, seed=11)
-    report = compare_fp16(
-        run_ort(ort_session(path), telemetry, tactical), run_ort(ort_session(fp16_path), telemetry, tactical)
-    )
+    inputs = dict(zip(TWO_INPUTS, realistic_batch(256, seed=11), strict=True))
+    report = compare_fp16(run_ort(ort_session(path), inputs), run_ort(ort_session(fp16_path), inputs))
     assert report.ok, report.failures
 
 
@@ -255,51 +260,13 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
 
 
-def _fake_pb_utils() -> types.ModuleType:
-    """The slice of triton_python_backend_utils that model.py uses, in plain Python."""
-    module = types.ModuleType("triton_python_backend_utils")
-
-    class Tensor:
-        def __init__(self, name, array):
-            self._name, self._array = name, array
-
-        def name(self):
-            return self._name
-
-        def as_numpy(self):
-            return self._array
-
-    class InferenceRequest:
-        def __init__(self, tensors):
-            self.tensors = {t.name(): t for t in tensors}
-
-    class TritonError:
-        def __init__(self, message):
-            self._message = message
-
-        def message(self):
-            return self._message
-
-    class InferenceResponse:
-        def __init__(self, output_tensors, error=None):
-            self.output_tensors, self.error = output_tensors, error
-
-    class TritonModelException(Exception):
-        pass
-
-    module.Tensor, module.InferenceRequest, module.TritonError = Tensor, InferenceRequest, TritonError
-    module.InferenceResponse, module.TritonModelException = InferenceResponse, TritonModelException
-    module.get_input_tensor_by_name = lambda request, name: request.tensors.get(name)
-    return module
-
-
 def test_python_backend_model_batches_requests_like_onnx_runtime(tiny_checkpoint, tmp_path, monkeypatch):
     from export.repository import PYTHON_MODEL_SOURCE, build_cpu_repository
 
     built = build_cpu_repository(
         tiny_checkpoint, tmp_path / "repo", settings=triton_config.ServingSettings(max_batch_size=8)
     )
-    pb_utils = _fake_pb_utils()
+    pb_utils = fake_pb_utils()
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils)
     spec = importlib.util.spec_from_file_location("strategist_triton_model_under_test", PYTHON_MODEL_SOURCE)
     module = importlib.util.module_from_spec(spec)
@@ -331,7 +298,7 @@ def test_python_backend_model_batches_requests_like_onnx_runtime(tiny_checkpoint
 
     assert len(responses) == 4
     assert responses[1].error is not None and "tactical" in responses[1].error.message()
-    expected = run_ort(ort_session(built.artefact), telemetry, tactical)
+    expected = run_ort(ort_session(built.artefact), {"telemetry": telemetry, "tactical": tactical})
     for response, (a, b) in zip([responses[0], *responses[2:]], splits, strict=True):
         assert response.error is None
         got = {t.name(): t.as_numpy() for t in response.output_tensors}

@@ -50,34 +50,10 @@ def example_inputs(
 
 
 def example_context(batch: int = 6, seed: int = 0) -> torch.Tensor:
-    """Random timing contexts [B, N_CONTEXT] built by the Data Engine's own encoder (plausible laps:
-    green or SC, some pit laps, tyre ages and lap times around a 90 s lap)."""
-    import numpy as np
+    """Timing contexts [B, N_CONTEXT] of plausible laps, built by the Data Engine's own encoder."""
+    from export.sample_inputs import realistic_context
 
-    from strategist.data.context import LapTiming, context_vector
-    from strategist.data.fuel import FuelModel
-
-    rng = np.random.default_rng(seed)
-    fuel = FuelModel.for_race(57)
-    rows = []
-    for _ in range(batch):
-        lap = int(rng.integers(8, 50))
-        numbers = [lap, lap - 1, lap - 2, lap - 5, lap - int(rng.integers(0, 6))]
-        slots = [
-            LapTiming(
-                lap_number=n,
-                lap_time_s=float(90.0 + rng.normal(0, 0.5) + (20.0 if rng.random() < 0.05 else 0.0)),
-                tyre_life=float(max(1, n - lap + 12)),
-                stint=2,
-                stint_lap=max(1, n - lap + 12),
-                compound=str(rng.choice(contract.COMPOUNDS[:3])),
-                track_status="4" if rng.random() < 0.1 else "1",
-                pit_in=bool(rng.random() < 0.05),
-            )
-            for n in numbers
-        ]
-        rows.append(context_vector(slots, fuel=fuel, race_laps=57))
-    return torch.from_numpy(np.stack(rows))
+    return torch.from_numpy(realistic_context(batch, seed))
 
 
 def example_stats(n_context: int = 0) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""One code path with training: the stack the gateway builds from a request's raw telemetry is the
-stack the dataset builder (strategist.data.dataset.race_samples) stores for the same car and lap."""
+"""One code path with training: the stack the gateway builds from a request's raw telemetry (and the
+timing context from its per-lap timing) is what the dataset builder (strategist.data.dataset.race_samples)
+stores for the same car and lap. Real races and served three-input models: tests/test_gateway_timing_real.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from server.preprocess import preprocess
 from server.schemas import PredictRequest
+from strategist import contract
 from strategist.data.dataset import BuildConfig, race_samples
 from strategist.data.fastf1_reader import read_race
 from strategist.data.tactical import tactical_tensor
@@ -29,10 +31,13 @@ def test_gateway_stack_equals_the_dataset_sample(simulated_race):
     for i in picks:
         driver, lap = str(arrays["driver"][i]), int(arrays["lap"][i]) - 1  # dataset lap = target L+1
         request = PredictRequest.model_validate(request_from_race(simulated_race, driver, lap, decimals=None))
-        batch = preprocess([request], default_race_laps=57)
+        batch = preprocess([request], default_race_laps=57, input_names=tuple(contract.INPUT_SHAPES))
         np.testing.assert_array_equal(
             batch.telemetry[0], arrays["telemetry"][i], err_msg=f"{driver} lap {lap}"
         )
         np.testing.assert_array_equal(batch.tactical[0], arrays["tactical"][i], err_msg=f"{driver} lap {lap}")
         np.testing.assert_array_equal(batch.telemetry[1], arrays["telemetry"][i])  # clean-air row: same laps
         np.testing.assert_array_equal(batch.tactical[1], tactical_tensor(None, None))
+        assert batch.context is not None
+        np.testing.assert_array_equal(batch.context[0], arrays["context"][i], err_msg=f"{driver} lap {lap}")
+        np.testing.assert_array_equal(batch.context[1], arrays["context"][i])  # clean air: same timing

@@ -88,10 +88,13 @@ class CountingBackend:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def infer(self, telemetry: np.ndarray, tactical: np.ndarray) -> ModelOutputs:
-        self.calls.append(telemetry.shape[0])
+    async def input_names(self) -> tuple[str, ...]:
+        return await self.inner.input_names()
+
+    async def infer(self, inputs: dict[str, np.ndarray]) -> ModelOutputs:
+        self.calls.append(inputs[contract.INPUT_TELEMETRY].shape[0])
         await asyncio.sleep(self.delay_s)
-        return await self.inner.infer(telemetry, tactical)
+        return await self.inner.infer(inputs)
 
     async def is_ready(self) -> bool:
         return await self.inner.is_ready()
@@ -247,9 +250,9 @@ def test_backend_past_the_deadline_is_a_quick_503(tiny_model):
     )
 
     class Deadline(CountingBackend):
-        async def infer(self, telemetry, tactical):
+        async def infer(self, inputs):
             try:
-                return await asyncio.wait_for(super().infer(telemetry, tactical), 0.2)
+                return await asyncio.wait_for(super().infer(inputs), 0.2)
             except asyncio.TimeoutError as exc:
                 raise BackendUnavailable("did not answer within 0.2 s") from exc
 

@@ -27,7 +27,14 @@ def tiny_cpu_repository(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     cfg = ModelConfig(
-        d_model=32, n_layers=1, n_heads=4, d_ff=64, n_fusion_heads=4, head_hidden=16, stem_channels=(8,)
+        d_model=32,
+        n_layers=1,
+        n_heads=4,
+        d_ff=64,
+        n_fusion_heads=4,
+        head_hidden=16,
+        stem_channels=(8,),
+        n_context=0,  # two inputs, as this test sends them
     )
     model = build_model(cfg).eval()
     model.set_stats(realistic_stats(64))
@@ -63,8 +70,7 @@ def test_real_triton_serves_the_cpu_model_over_grpc(tiny_cpu_repository):
     telemetry, tactical = realistic_batch(5, seed=4)
     expected = run_ort(
         ort_session(tiny_cpu_repository / contract.CPU_MODEL_NAME / "1" / "model.onnx"),
-        telemetry,
-        tactical,
+        {contract.INPUT_TELEMETRY: telemetry, contract.INPUT_TACTICAL: tactical},
     )
     triton = launcher.LocalTriton(tiny_cpu_repository).start(timeout_s=60)
     pid = triton.pid
