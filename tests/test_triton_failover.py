@@ -57,9 +57,11 @@ def test_kill_one_triton_under_load_no_request_fails_and_it_rejoins(repository, 
     assert result["requests_sent"] > 20, result
     # Calls lost with the killed Triton were retried on the other one: no request failed.
     assert result["requests_failed"] == 0, result
-    # Both served before the kill (least-outstanding with rotation), only the survivor while one was down.
+    # Both served before the kill (least-outstanding with rotation); while one was down only the
+    # survivor did (a call in flight at the kill may still be answered: its reply can be on the wire).
     assert calls["before_kill"][victim] > 0 and calls["before_kill"][survivor] > 0, calls
-    assert calls["kill_to_restart"][victim] == 0 and calls["kill_to_restart"][survivor] > 0, calls
+    assert calls["kill_to_restart"][victim] <= result["in_flight_on_killed_at_kill"], result
+    assert calls["kill_to_restart"][survivor] > 0, calls
     # The restarted Triton was found by the background probe and carries load again.
     assert calls["after_restart"][victim] > 0, calls
     assert result["rebalance_s"] < 1.0 and result["rejoin_s"] < 3.0, result
