@@ -8,7 +8,7 @@ and return the contract's named tensors, whole batches at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -65,3 +65,10 @@ class InferenceBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsEndpoints(Protocol):
+    """A backend spread over several model servers (Triton's pool): /readyz lists their states."""
+
+    def endpoint_states(self) -> list[dict[str, object]]: ...
