@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 import torch
-from test_gateway import TINY, simulated_request
+from helpers.gateway import simulated_request
+from helpers.tiny import TINY_OVERRIDES as TINY
 
 from benchmarks.failover import run_failover
 from export.repository import build_cpu_repository

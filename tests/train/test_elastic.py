@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from helpers.training_data import write_synthetic_dataset
+from strategist.model.tiny import TINY_OVERRIDES as TINY
 
 from strategist.model.checkpoint import load_checkpoint
-from strategist.model.tiny import TINY_OVERRIDES as TINY
 from strategist.paths import PROJECT_ROOT
 from strategist.serving.triton_launcher import free_port
 
