@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -72,3 +72,10 @@ class InferenceBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsEndpoints(Protocol):
+    """A backend spread over several model servers (Triton's pool): /readyz lists their states."""
+
+    def endpoint_states(self) -> list[dict[str, object]]: ...

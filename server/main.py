@@ -31,8 +31,8 @@ log = logging.getLogger("server")
 ENDPOINTS = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics"}
 
 
-def make_backend(settings: GatewaySettings) -> InferenceBackend:
-    """The backend the settings ask for (not started yet)."""
+def make_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> InferenceBackend:
+    """The backend the settings ask for (not started yet); `metrics` gets the per-endpoint series."""
     if settings.backend == "onnxruntime":
         return OnnxRuntimeBackend(
             settings.onnx_file(),
@@ -41,11 +41,15 @@ def make_backend(settings: GatewaySettings) -> InferenceBackend:
             threads=settings.onnx_threads,
         )
     return TritonBackend(
-        settings.triton_url,
+        settings.triton_endpoints(),
         settings.model_name,
         settings.model_version,
         timeout_s=settings.request_timeout_s,
         readiness_timeout_s=settings.readiness_timeout_s,
+        discovery=settings.triton_discovery,
+        probe_interval_s=settings.triton_probe_interval_s,
+        resolve_interval_s=settings.triton_resolve_interval_s,
+        metrics=metrics,
     )
 
 
@@ -115,7 +119,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        chosen = backend or make_backend(settings)
+        chosen = backend or make_backend(settings, metrics)
         await chosen.start()  # Triton may still be down: /readyz reports it, requests get 503
         app.state.predictor = Predictor(chosen, metrics, default_race_laps=settings.default_race_laps)
         log.info("gateway ready to serve: backend %s, model %r", chosen.kind, chosen.model_name)

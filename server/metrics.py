@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 STAGES = ("preprocess", "predict", "postprocess")
 # Gateway stages run in well under a millisecond to a few tens of ms; the buckets resolve both ends.
@@ -42,5 +42,36 @@ class GatewayMetrics:
             "strategist_backend_batch_rows",
             "Rows sent to the backend per call (2 per car: as raced + clean air).",
             buckets=(2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        # One series per Triton endpoint (server/triton_pool.py), label `endpoint` = its host:port.
+        self.triton_up = Gauge(
+            "strategist_triton_endpoint_up",
+            "1 while the Triton endpoint is in the pool's rotation (server and model ready), else 0.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.triton_outstanding = Gauge(
+            "strategist_triton_endpoint_outstanding",
+            "Inference calls in flight on the Triton endpoint (the pool sends to the fewest).",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.triton_calls = Counter(
+            "strategist_triton_endpoint_calls_total",
+            "Inference calls per Triton endpoint and outcome: ok, unavailable (connection lost: "
+            "failed over), error (an answer that is not about availability), timeout.",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.triton_transitions = Counter(
+            "strategist_triton_endpoint_transitions_total",
+            "Times the Triton endpoint left (state=down) or rejoined (state=up) the rotation.",
+            ["endpoint", "state"],
+            registry=self.registry,
+        )
+        self.triton_failovers = Counter(
+            "strategist_triton_failovers_total",
+            "Inference calls retried on another Triton endpoint after theirs became unavailable.",
             registry=self.registry,
         )

@@ -14,6 +14,14 @@ from strategist.paths import MODEL_REPOSITORY_DIR
 BackendKind = Literal["triton", "onnxruntime"]
 
 
+def _check_endpoint(setting: str, value: str) -> None:
+    if "://" in value:
+        raise ValueError(f"{setting} takes gRPC host:port without a scheme, got {value!r}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{setting} takes host:port (port 1-65535), got {value!r}")
+
+
 class GatewaySettings(BaseSettings):
     """Every knob of the gateway. Environment variable = `STRATEGIST_` + field name in capitals."""
 
@@ -25,6 +33,23 @@ class GatewaySettings(BaseSettings):
         "Triton binary cannot run).",
     )
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    triton_urls: str = Field(
+        default="",
+        description="Several Triton gRPC endpoints, comma-separated host:port,host:port; when set it replaces "
+        "triton_url and the gateway balances across them (least outstanding requests among healthy ones).",
+    )
+    triton_discovery: Literal["static", "dns"] = Field(
+        default="static",
+        description="'static': each host:port is one endpoint. 'dns': each host name is re-resolved "
+        "every triton_resolve_interval_s and every address it gives is an endpoint (a Kubernetes "
+        "headless Service: one address per Triton pod).",
+    )
+    triton_probe_interval_s: float = Field(
+        default=0.5, gt=0, le=60, description="Background health probe period of each Triton endpoint."
+    )
+    triton_resolve_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often 'dns' discovery re-resolves the host names."
+    )
     model_name: str = Field(
         default=contract.CPU_MODEL_NAME, description="Model name in the Triton repository."
     )
@@ -87,9 +112,23 @@ class GatewaySettings(BaseSettings):
     @field_validator("triton_url")
     @classmethod
     def _no_scheme(cls, value: str) -> str:
-        if "://" in value:
-            raise ValueError(f"triton_url is a gRPC host:port without a scheme, got {value!r}")
+        _check_endpoint("triton_url", value)
         return value
+
+    @field_validator("triton_urls")
+    @classmethod
+    def _endpoint_list(cls, value: str) -> str:
+        if value.strip():
+            for part in value.split(","):
+                _check_endpoint("triton_urls", part.strip())
+        return value
+
+    def triton_endpoints(self) -> list[str]:
+        """The Triton host:port targets: triton_urls when set (order kept, duplicates dropped), else
+        triton_url alone."""
+        if not self.triton_urls.strip():
+            return [self.triton_url]
+        return list(dict.fromkeys(part.strip() for part in self.triton_urls.split(",")))
 
     def onnx_file(self) -> Path:
         """The ONNX the in-process backend runs: `onnx_path`, else the repository's model.onnx."""

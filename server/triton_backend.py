@@ -1,26 +1,27 @@
-"""Triton over gRPC: one `tritonclient.grpc.aio` client, opened in the app lifespan and reused.
+"""Triton over gRPC: one or several Triton endpoints (server/triton_pool.py), opened in the app lifespan.
 
-Availability errors (server down, model not loaded, deadline passed) become `BackendUnavailable`
-(-> 503). The channel reconnects by itself; its reconnect back-off is capped at one second so the
-gateway recovers within about a second of Triton coming back, instead of gRPC's default two minutes.
+Availability errors (every endpoint down, model not loaded, deadline passed) become
+`BackendUnavailable` (-> 503); other Triton errors `BackendFailed` (-> 502). A call whose Triton
+dies is retried once on another endpoint by the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from server.backend import BackendFailed, BackendUnavailable, ModelOutputs
+from server.metrics import GatewayMetrics
+from server.triton_pool import Discovery, TritonPool
 from strategist import contract
 
 log = logging.getLogger(__name__)
 
-_MAX_MESSAGE_BYTES = 2**31 - 1
 # gRPC status codes that mean "not available now" rather than "your request is wrong".
 _UNAVAILABLE_CODES = {
     "StatusCode.UNAVAILABLE",
@@ -36,36 +37,40 @@ _OUTPUT_NAMES = (contract.OUTPUT_PACE, contract.OUTPUT_RISK, contract.OUTPUT_TIR
 class TritonBackend:
     kind = "triton"
 
-    def __init__(self, url: str, model_name: str, model_version: str = "", timeout_s: float = 2.0,
-                 readiness_timeout_s: float = 1.0) -> None:  # fmt: skip
-        self.url = url
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        model_name: str,
+        model_version: str = "",
+        timeout_s: float = 2.0,
+        readiness_timeout_s: float = 1.0,
+        discovery: Discovery = "static",
+        probe_interval_s: float = 0.5,
+        resolve_interval_s: float = 5.0,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
         self.model_name = model_name
         self.requested_version = model_version
         self.timeout_s = timeout_s
         self.readiness_timeout_s = readiness_timeout_s
-        self._client: grpcclient.InferenceServerClient | None = None
+        # No channel is opened here: the pool's clients are made in start(), inside the running loop
+        # (grpc.aio channels are bound to the loop they were made on).
+        self.pool = TritonPool(
+            self.urls,
+            model_name,
+            model_version,
+            probe_timeout_s=readiness_timeout_s,
+            probe_interval_s=probe_interval_s,
+            discovery=discovery,
+            resolve_interval_s=resolve_interval_s,
+            metrics=metrics,
+        )
         self._served_version: str | None = None
         self._input_names: tuple[str, ...] | None = None
 
     async def start(self) -> None:
-        # Created inside the running loop: grpc.aio channels are bound to the loop they were made on.
-        self._client = grpcclient.InferenceServerClient(
-            url=self.url,
-            channel_args=[
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-            ],
-        )
-        log.info("Triton backend: gRPC %s, model %r", self.url, self.model_name)
-
-    @property
-    def client(self) -> grpcclient.InferenceServerClient:
-        if self._client is None:
-            raise RuntimeError("TritonBackend.start() was not called (the app lifespan opens it)")
-        return self._client
+        await self.pool.start()
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> ModelOutputs:
         names = await self.input_names()
@@ -81,15 +86,18 @@ class TritonBackend:
         outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUT_NAMES]
         try:
             # The gRPC deadline is the real limit; wait_for is a backstop should the channel stall.
-            result = await asyncio.wait_for(
-                self.client.infer(
-                    self.model_name,
-                    tensors,
-                    model_version=self.requested_version,
-                    outputs=outputs,
-                    client_timeout=self.timeout_s,
+            result = await self.pool.call(
+                lambda client, seconds_left: asyncio.wait_for(
+                    client.infer(
+                        self.model_name,
+                        tensors,
+                        model_version=self.requested_version,
+                        outputs=outputs,
+                        client_timeout=seconds_left,
+                    ),
+                    timeout=seconds_left + 0.5,
                 ),
-                timeout=self.timeout_s + 0.5,
+                self.timeout_s,
             )
         except asyncio.TimeoutError as exc:
             raise BackendUnavailable(f"Triton did not answer within {self.timeout_s:g} s") from exc
@@ -108,27 +116,24 @@ class TritonBackend:
         )
 
     async def is_ready(self) -> bool:
-        try:
-            return bool(
-                await asyncio.wait_for(
-                    self.client.is_model_ready(
-                        self.model_name, self.requested_version, client_timeout=self.readiness_timeout_s
-                    ),
-                    timeout=self.readiness_timeout_s + 0.5,
-                )
-            )
-        except (InferenceServerException, asyncio.TimeoutError) as exc:
-            log.debug("Triton not ready: %s", exc)
-            return False
+        """At least one endpoint answers server-ready and model-ready now (probed on the spot)."""
+        return await self.pool.probe_all()
+
+    def endpoint_states(self) -> list[dict[str, object]]:
+        """Per-endpoint state for /readyz: url, up, outstanding calls, seconds in that state."""
+        return self.pool.states()
 
     async def _read_metadata(self) -> None:
         """Served version and input names from Triton's model metadata (asked once, then kept)."""
         try:
-            metadata = await asyncio.wait_for(
-                self.client.get_model_metadata(
-                    self.model_name, self.requested_version, client_timeout=self.readiness_timeout_s
+            metadata = await self.pool.call(
+                lambda client, seconds_left: asyncio.wait_for(
+                    client.get_model_metadata(
+                        self.model_name, self.requested_version, client_timeout=seconds_left
+                    ),
+                    timeout=seconds_left + 0.5,
                 ),
-                timeout=self.readiness_timeout_s + 0.5,
+                self.readiness_timeout_s,
             )
         except asyncio.TimeoutError as exc:
             raise BackendUnavailable("Triton did not return the model metadata in time") from exc
@@ -156,9 +161,7 @@ class TritonBackend:
         return self._served_version
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self.pool.close()
 
 
 def _translate(exc: InferenceServerException, what: str) -> Exception:

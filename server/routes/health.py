@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server.backend import ReportsEndpoints
 from server.deps import PredictorDep
 
 router = APIRouter(tags=["health"])
@@ -18,12 +19,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Backend unreachable or model not ready."}})
 async def readyz(predictor: PredictorDep, response: Response) -> dict[str, object]:
-    """The backend is reachable and the model is ready to answer."""
+    """The backend is reachable and the model is ready to answer (with several Tritons: at least one
+    is; `endpoints` gives each one's state)."""
     backend = predictor.backend
     ready = await backend.is_ready()
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"ready": ready, "backend": backend.kind, "model": backend.model_name}
+    body: dict[str, object] = {"ready": ready, "backend": backend.kind, "model": backend.model_name}
+    if isinstance(backend, ReportsEndpoints):
+        body["endpoints"] = backend.endpoint_states()
+    return body
 
 
 @router.get("/metrics", response_class=Response)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -41,8 +42,35 @@ def setup(device: str = "auto") -> DistInfo:
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        backend = "nccl" if use_cuda else "gloo"
+        if "TORCHELASTIC_RESTART_COUNT" in os.environ:
+            store = _restart_scoped_store(rank, world_size)
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
+        else:
+            dist.init_process_group(backend=backend)
     return DistInfo(rank, world_size, local_rank, dev)
+
+
+def _restart_scoped_store(rank: int, world_size: int) -> dist.Store:
+    """torchrun's store (MASTER_ADDR:MASTER_PORT) under a prefix per restart. The elastic agent keeps
+    one store across restarts, and the default process group's keys carry no restart number: without
+    the prefix a restarted worker reads the dead group's addresses from it (gloo: connection refused)."""
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=not agent_hosts_store and rank == 0,
+        timeout=timedelta(minutes=30),
+        multi_tenant=True,
+    )
+    return dist.PrefixStore(f"strategist/restart_{elastic_restart_count()}/", store)
+
+
+def elastic_restart_count() -> int:
+    """How many times torchrun has restarted this worker group (0 on the first start, and without
+    torchrun): torchrun's elastic agent sets TORCHELASTIC_RESTART_COUNT for every worker."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def teardown() -> None:

@@ -6,6 +6,8 @@ One entry point for every case:
     resume               TrainConfig(resume=True): continues <out_dir>/last (weights, optimizer,
                          scheduler, counters) at the next epoch
     distributed          the same call under `torchrun --nproc_per_node N` (DDP; gloo on CPU)
+    elastic restart      under `torchrun --max-restarts K`, a worker group restarted after a worker
+                         died resumes from <out_dir>/last by itself (the epoch in progress is redone)
 
 Run folder:
     <out>/last/            checkpoint after the latest epoch (+ training_state.pt for --resume)
@@ -33,6 +35,7 @@ from torch.utils.data import BatchSampler, DistributedSampler
 from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model, count_parameters
 from strategist.model.checkpoint import (
+    TRAINING_STATE_FILE,
     load_checkpoint,
     load_training_state,
     read_model_config,
@@ -295,6 +298,16 @@ def _add_context(
     return model
 
 
+def _resume_after_elastic_restart(tcfg: TrainConfig, out: Path) -> TrainConfig:
+    """torchrun restarted the workers (one died): continue from the last snapshot, not from scratch.
+    Before the first snapshot there is nothing to resume and the run starts over."""
+    restarts = distributed.elastic_restart_count()
+    if tcfg.resume or restarts == 0 or not (out / LAST_DIR / TRAINING_STATE_FILE).is_file():
+        return tcfg
+    log.warning("torchrun restart %d: resuming from %s", restarts, out / LAST_DIR)
+    return dataclasses.replace(tcfg, resume=True)
+
+
 def _convert_impl(model: StrategistModel, cfg: ModelConfig, impl: str) -> tuple[StrategistModel, ModelConfig]:
     from strategist.model.weight_mapping import hf_to_torch_state_dict, torch_to_hf_state_dict
 
@@ -314,6 +327,7 @@ def train(
 ) -> dict[str, Any]:
     """Train; returns a summary (epochs run, best validation loss, checkpoint folders, samples/s)."""
     out = Path(out_dir)
+    tcfg = _resume_after_elastic_restart(tcfg, out)
     info = distributed.setup(tcfg.device)
     try:
         return _train(Path(train_dir), Path(val_dir), out, model_cfg, tcfg, info)

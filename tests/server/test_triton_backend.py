@@ -84,9 +84,12 @@ def client(triton):
         yield c
 
 
-def test_triton_answers_match_pytorch(client, checkpoint):
+def test_triton_answers_match_pytorch(client, checkpoint, triton):
     model = checkpoint[0]
-    assert client.get("/readyz").json() == {"ready": True, "backend": "triton", "model": CPU_MODEL_NAME}
+    ready = client.get("/readyz").json()
+    (endpoint,) = ready.pop("endpoints")
+    assert ready == {"ready": True, "backend": "triton", "model": CPU_MODEL_NAME}
+    assert (endpoint["url"], endpoint["up"], endpoint["outstanding"]) == (triton.grpc_url, True, 0)
     request = simulated_request(21)
     response = client.post("/predict", json=request, headers=AUTH)
     assert response.status_code == 200, response.text
@@ -158,7 +161,10 @@ def test_triton_down_is_a_quick_503_and_the_gateway_recovers(client, triton, rep
     response = client.post("/predict", json=request, headers=AUTH)
     assert response.status_code == 503, response.text
     assert time.perf_counter() - started < 2.0
-    assert client.get("/readyz").status_code == 503
+    down = client.get("/readyz")
+    assert down.status_code == 503 and down.json()["endpoints"][0]["up"] is False
+    metrics = client.get("/metrics").text
+    assert f'strategist_triton_endpoint_up{{endpoint="{triton.grpc_url}"}} 0.0' in metrics
 
     restarted = LocalTriton(
         repository,
