@@ -94,7 +94,7 @@ def test_scores_targets_and_report_name_every_subset_and_race():
 def test_tire_checks_see_rises_within_a_stint():
     data = synthetic_arrays(n_races=1, n_drivers=1, n_laps=15)
     n = len(data["lap"])
-    for k, name in enumerate(("tyre_life", "stint_lap")):
+    for name in ("tyre_life", "stint_lap"):
         data["context"][:, contract.CONTEXT_FEATURES.index(f"L.{name}")] = np.arange(n) + 1
     falling = tire_checks(data, np.linspace(1.0, 0.5, n))
     assert falling["rise_share_within_stint"] == 0.0 and falling["spearman_vs_tyre_life"] < -0.99
