@@ -54,16 +54,23 @@ def stint_trend_point(stint_fc_laps: np.ndarray) -> np.ndarray:
 
 
 class Persistence:
-    """P50 = fuel-corrected lap L; P10/P90 = lap L + residual quantiles seen in training."""
+    """P50 = fuel-corrected lap L; P10/P90 = lap L + residual quantiles seen in training.
 
-    name = "persistence"
+    racing_only: the band from racing laps only (regime clean or traffic), what "same as last lap"
+    with an honest corridor means for the laps a corridor is for; otherwise from every lap, pit and
+    SC jumps included (a wide band)."""
 
-    def __init__(self) -> None:
+    def __init__(self, racing_only: bool = False) -> None:
+        self.racing_only = racing_only
+        self.name = "persistence, racing band" if racing_only else "persistence"
         self.offsets: np.ndarray | None = None  # [3] residual quantiles, s
 
     def fit(self, train: Arrays) -> Persistence:
         _require(train, "pace_ref", "pace_target")
         residual = np.asarray(train["pace_target"], np.float64) - np.asarray(train["pace_ref"], np.float64)
+        if self.racing_only:
+            _require(train, "regime")
+            residual = residual[racing_mask(train)]
         residual = residual[np.isfinite(residual)]
         if len(residual) == 0:
             raise ValueError("persistence baseline: no finite pace residuals in the training data")
