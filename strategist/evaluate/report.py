@@ -10,7 +10,8 @@ from strategist.contract import RISK_CLASSES
 from strategist.evaluate.scoring import REGIMES, check_targets
 
 
-def _fmt(value: float | int | None, digits: int = 3) -> str:
+def format_value(value: float | int | None, digits: int = 3) -> str:
+    """A number for a markdown table: fixed digits, integers as they are, — for missing or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, int):
@@ -18,7 +19,7 @@ def _fmt(value: float | int | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -43,14 +44,18 @@ def pace_table(results: dict[str, dict], subset: str = "all") -> str:
         if not m:
             continue
         rows.append(
-            [name, _fmt(m.get("n"))]
+            [name, format_value(m.get("n"))]
             + [
-                _fmt(m.get(k))
+                format_value(m.get(k))
                 for k in ("pinball_p10", "pinball_p50", "pinball_p90", "pinball_mean", "mae_p50")
             ]
-            + [_fmt(m.get("coverage_p10_p90")), _fmt(m.get("width_p10_p90")), _fmt(m.get("crossing_rate"))]
+            + [
+                format_value(m.get("coverage_p10_p90")),
+                format_value(m.get("width_p10_p90")),
+                format_value(m.get("crossing_rate")),
+            ]
         )
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def regime_table(results: dict[str, dict]) -> str:
@@ -68,10 +73,10 @@ def regime_table(results: dict[str, dict]) -> str:
             cells.append(
                 "—"
                 if not m
-                else f"{m['n']}, {_fmt(m['mae_p50'])}, {_fmt(m['pinball_mean'])}, {_fmt(m.get('coverage_p10_p90'), 2)}"
+                else f"{m['n']}, {format_value(m['mae_p50'])}, {format_value(m['pinball_mean'])}, {format_value(m.get('coverage_p10_p90'), 2)}"
             )
         rows.append(cells)
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def risk_table(results: dict[str, dict]) -> str:
@@ -92,23 +97,28 @@ def risk_table(results: dict[str, dict]) -> str:
         if not m:
             continue
         rows.append(
-            [name, _fmt(m.get("n"))]
+            [name, format_value(m.get("n"))]
             + [
-                _fmt(m.get(k))
+                format_value(m.get(k))
                 for k in ("base_rate", "log_loss", "brier", "brier_skill", "roc_auc", "pr_auc", "ece")
             ]
-            + [_fmt(m.get(f"roc_auc_{c}")) for c in RISK_CLASSES[1:]]
+            + [format_value(m.get(f"roc_auc_{c}")) for c in RISK_CLASSES[1:]]
         )
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def tire_table(results: dict[str, dict]) -> str:
     rows = [
-        [name, _fmt(r["tire"].get("n")), _fmt(r["tire"].get("rmse")), _fmt(r["tire"].get("mae"))]
+        [
+            name,
+            format_value(r["tire"].get("n")),
+            format_value(r["tire"].get("rmse")),
+            format_value(r["tire"].get("mae")),
+        ]
         for name, r in results.items()
         if r.get("tire", {}).get("n")
     ]
-    return _table(["forecaster", "n", "RMSE", "MAE"], rows)
+    return markdown_table(["forecaster", "n", "RMSE", "MAE"], rows)
 
 
 def targets_table(results: dict[str, dict], model_name: str) -> str:
@@ -116,8 +126,10 @@ def targets_table(results: dict[str, dict], model_name: str) -> str:
     for subset in ("all", "clean"):
         for check in check_targets(results, model_name, subset):
             verdict = {True: "reached", False: "missed", None: "—"}[check["reached"]]
-            rows.append([f"{check['target']} ({subset} laps)", check["goal"], _fmt(check["value"]), verdict])
-    return _table(["target", "goal", "measured", "verdict"], rows)
+            rows.append(
+                [f"{check['target']} ({subset} laps)", check["goal"], format_value(check["value"]), verdict]
+            )
+    return markdown_table(["target", "goal", "measured", "verdict"], rows)
 
 
 def markdown_report(

@@ -38,6 +38,7 @@ import numpy as np
 from strategist import contract
 from strategist.evaluate import metrics
 from strategist.evaluate.predictions import Arrays, Predictions
+from strategist.evaluate.report import format_value, markdown_table
 from strategist.paths import BASE_CHECKPOINT_DIR, f1_2023_dir
 from strategist.train.config import TrainConfig
 
@@ -49,6 +50,7 @@ TIMING_GBM = "timing gbm"
 PREDICTIONS_FILE = "predictions.npz"
 REPORT_JSON = "study.json"
 REPORT_MD = "study.md"
+SPLIT_FILE = "split.json"  # in the shipped checkpoint: its training and validation races
 
 # Targets of the real-race issue, on the pooled leave-races-out predictions.
 TARGET_CLEAN_MAE_RATIO = 0.90  # clean P50 MAE vs persistence, pooled (and <= 1.0 for every race)
@@ -428,17 +430,6 @@ def _plan_dict(plan: RealStudyPlan) -> dict[str, Any]:
 # --- report -----------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "—"
-    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def markdown(summary: dict[str, Any]) -> str:
     """The study as markdown: pooled table per subset, per-race tables, risk, tire, targets."""
     scores = summary["scores"]
@@ -462,10 +453,10 @@ def markdown(summary: dict[str, Any]) -> str:
             cells.append(
                 "—"
                 if not m
-                else f"{_fmt(m['mae_p50'])} / {_fmt(m['pinball_mean'])} / {_fmt(m['coverage_p10_p90'], 2)} / {_fmt(m['bias_p50'], 2)}"
+                else f"{format_value(m['mae_p50'])} / {format_value(m['pinball_mean'])} / {format_value(m['coverage_p10_p90'], 2)} / {format_value(m['bias_p50'], 2)}"
             )
         rows.append(cells)
-    lines += [_table(header, rows), ""]
+    lines += [markdown_table(header, rows), ""]
     for subset, key in (("clean", "per_race_clean"), ("traffic", "per_race_traffic")):
         lines += [f"**Per race, {subset} laps: P50 MAE s (ratio to persistence)**", ""]
         names = [MODEL, PERSISTENCE, TIMING_GBM, "gbm"]  # the per-race MAE is the same for both persistences
@@ -474,14 +465,18 @@ def markdown(summary: dict[str, Any]) -> str:
             ref = r[PERSISTENCE]["mae_p50"]
             rows.append(
                 [race, str(r[MODEL]["n"])]
-                + [f"{_fmt(r[n]['mae_p50'])} ({_fmt(r[n]['mae_p50'] / ref, 2)})" for n in names if n in r]
+                + [
+                    f"{format_value(r[n]['mae_p50'])} ({format_value(r[n]['mae_p50'] / ref, 2)})"
+                    for n in names
+                    if n in r
+                ]
             )
-        lines += [_table(["race", "n", *names], rows), ""]
-    risk_rows = [[n, _fmt(r["risk"]["roc_auc"]), _fmt(r["risk"]["ece"]), _fmt(r["risk"]["brier_skill"])] for n, r in scores.items() if r.get("risk")]  # fmt: skip
+        lines += [markdown_table(["race", "n", *names], rows), ""]
+    risk_rows = [[n, format_value(r["risk"]["roc_auc"]), format_value(r["risk"]["ece"]), format_value(r["risk"]["brier_skill"])] for n, r in scores.items() if r.get("risk")]  # fmt: skip
     lines += [
         "**Bad next lap (all laps)**",
         "",
-        _table(["forecaster", "ROC-AUC", "ECE", "Brier skill"], risk_rows),
+        markdown_table(["forecaster", "ROC-AUC", "ECE", "Brier skill"], risk_rows),
         "",
     ]
     tire = summary.get("tire_checks") or {}
@@ -489,13 +484,13 @@ def markdown(summary: dict[str, Any]) -> str:
         rmse = scores[MODEL].get("tire", {}).get("rmse")
         lines += [
             "**Tire health (model, against the tyre-life proxy)**: RMSE "
-            f"{_fmt(rmse)}; lap-to-lap rises > 0.05 within a stint {_fmt(tire['rise_share_within_stint'])} "
+            f"{format_value(rmse)}; lap-to-lap rises > 0.05 within a stint {format_value(tire['rise_share_within_stint'])} "
             f"of {tire['n_steps']} steps; mean health on the first laps of new tyres "
-            f"{_fmt(tire['mean_health_fresh_tyres'])}; Spearman vs tyre life {_fmt(tire['spearman_vs_tyre_life'])}.",
+            f"{format_value(tire['mean_health_fresh_tyres'])}; Spearman vs tyre life {format_value(tire['spearman_vs_tyre_life'])}.",
             "",
         ]
     lines += ["**Targets**", ""]
-    lines += [_table(["target", "value", "goal", ""], [[t["target"], _fmt(t["value"]), t["goal"], "reached" if t["reached"] else "missed"] for t in summary["targets"]]), ""]  # fmt: skip
+    lines += [markdown_table(["target", "value", "goal", ""], [[t["target"], format_value(t["value"]), t["goal"], "reached" if t["reached"] else "missed"] for t in summary["targets"]]), ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -536,3 +531,5 @@ def ship(checkpoint: Path, dest: Path, summary: dict[str, Any], report: str) -> 
         report,
     ]
     (dest / "model_card.md").write_text("\n".join(card))
+    # Which races the shipped weights saw: a later evaluation must stay off the training races.
+    (dest / SPLIT_FILE).write_text(json.dumps({"train": final["train"], "val": final["val"]}, indent=1))
