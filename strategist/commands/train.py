@@ -4,7 +4,7 @@
     strategist train --train data/real-train --val data/real-val --out runs/ft \
         --init-from runs/base/best --freeze-stem --lr 1e-5
     strategist train ... --resume                       # continue runs/<out>/last
-    torchrun --nproc_per_node 2 -m strategist.train ...  # DDP (gloo on CPU, nccl on GPU)
+    torchrun --nproc_per_node 2 -m strategist.cli train ...  # DDP (gloo on CPU, nccl on GPU)
 """
 
 from __future__ import annotations

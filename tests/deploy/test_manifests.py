@@ -259,11 +259,11 @@ def test_train_job_runs_elastic_torchrun_on_the_trainer():
     command = container["command"]
     assert command[0] == "torchrun" and "--rdzv-backend=c10d" in command
     assert any(a.startswith("--max-restarts=") and int(a.split("=")[1]) > 0 for a in command)
-    assert command[command.index("-m") + 1] == "strategist.train"
+    assert command[command.index("-m") + 1 : command.index("-m") + 3] == ["strategist.cli", "train"]
     import argparse
 
     from strategist.commands.train import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    parser.parse_args(command[command.index("-m") + 2 :])  # the trainer's own parser accepts them
+    parser.parse_args(command[command.index("-m") + 3 :])  # the trainer's own parser accepts them

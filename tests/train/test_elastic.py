@@ -70,7 +70,7 @@ def test_killed_worker_is_restarted_and_the_run_resumes_from_the_snapshot(tmp_pa
         sys.executable, "-m", "torch.distributed.run",
         "--nnodes", "1", "--nproc-per-node", str(WORLD), "--max-restarts", "1",
         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "elastic-test",
-        "-m", "strategist.train",
+        "-m", "strategist.cli", "train",
         "--train", str(train_dir), "--val", str(val_dir), "--out", str(run),
         "--epochs", "3", "--batch-size", str(BATCH), "--device", "cpu", "--no-progress", *_arch(),
     ]  # fmt: skip
