@@ -7,12 +7,15 @@ state, the stream and the page do not, so a pit-wall screen can show them (docs/
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi import Path as Path_
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from pydantic import ValidationError
 
 from server.deps import ApiKeyGuard
 from server.live.schemas import (
@@ -64,13 +67,45 @@ async def list_sessions(live: LiveDep) -> list[str]:
     return await live.session_ids()
 
 
+def _lap_errors(body: bytes, exc: ValidationError) -> RequestValidationError:
+    """The schema's errors, each message naming the car and lap when the body says which."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raw = None
+    car = raw.get("car") if isinstance(raw, dict) else None
+    lap = raw.get("lap_number") if isinstance(raw, dict) else None
+    prefix = f"car {car}, lap {lap}: " if isinstance(car, str) and isinstance(lap, int) else ""
+    return RequestValidationError(
+        [
+            {"loc": ("body", *e["loc"]), "msg": prefix + e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False)
+        ]
+    )
+
+
 @router.post(
-    "/sessions/{session_id}/laps", response_model=LapAccepted, dependencies=[ApiKeyGuard], responses=_ERRORS
+    "/sessions/{session_id}/laps",
+    response_model=LapAccepted,
+    dependencies=[ApiKeyGuard],
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LivePost"}}},
+        }
+    },
 )
-async def post_lap(session_id: str, body: LivePost, request: Request, live: LiveDep) -> Response:
-    """One completed lap of one car. Stored once (a repeat of a stored lap changes nothing and says
-    `duplicate`), then every car whose prediction is due is predicted; the answer is the car's row."""
-    accepted = await live.ingest(session_id, body, str(request.state.request_id))
+async def post_lap(session_id: str, request: Request, live: LiveDep) -> Response:
+    """One completed lap of one car (LivePost). Stored once (a repeat of a stored lap changes nothing
+    and says `duplicate`), then every car whose prediction is due is predicted; the answer is the
+    car's row. The body is parsed here so that every error names the car and lap."""
+    body = await request.body()
+    try:
+        post = LivePost.model_validate_json(body)
+    except ValidationError as exc:
+        raise _lap_errors(body, exc) from None
+    accepted = await live.ingest(session_id, post, str(request.state.request_id))
     return Response(accepted.model_dump_json(), media_type="application/json")
 
 

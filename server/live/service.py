@@ -344,8 +344,8 @@ class LiveService:
         (in race order, with the hit rate). Every poll_s the store is read again, so a stream also
         shows laps another replica took."""
         session = await self.session(session_id)
+        seen = session.version  # before yielding: a change while the client reads is sent next
         yield _event("state", self.state(session))
-        seen = session.version
         idle = 0.0
         while True:
             if session.version == seen:
