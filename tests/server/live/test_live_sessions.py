@@ -136,7 +136,7 @@ def test_a_repeated_lap_changes_nothing(replayed, posts):
     ],
 )
 def test_bad_laps_are_refused_naming_car_and_lap_and_leave_the_session_as_it_was(
-    replayed, race, change, status, words
+    replayed, posts, change, status, words
 ):
     client, session_id, _ = replayed
     before = _state(client, session_id)
