@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
+from server.live import app as live_app
 from server.metrics import GatewayMetrics
 from server.middleware import GatewayMiddleware
 from server.onnx_backend import OnnxRuntimeBackend
@@ -122,10 +123,12 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
         chosen = backend or make_backend(settings, metrics)
         await chosen.start()  # Triton may still be down: /readyz reports it, requests get 503
         app.state.predictor = Predictor(chosen, metrics, default_race_laps=settings.default_race_laps)
+        app.state.live = live_app.open_service(settings, app.state.predictor, metrics)
         log.info("gateway ready to serve: backend %s, model %r", chosen.kind, chosen.model_name)
         try:
             yield
         finally:
+            live_app.close_service(app.state.live)
             await chosen.close()
 
     app = FastAPI(
@@ -138,6 +141,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     app.state.metrics = metrics
     app.include_router(health.router)
     app.include_router(predict.router)
+    live_app.register(app)  # race sessions and the race view (server/live)
     _add_request_schemas(app)
     handlers: dict[type[Exception], Any] = {
         RequestValidationError: _validation_error,

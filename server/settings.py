@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from strategist import contract
-from strategist.paths import MODEL_REPOSITORY_DIR
+from strategist.paths import MODEL_REPOSITORY_DIR, PROJECT_ROOT
 
 BackendKind = Literal["triton", "onnxruntime"]
 
@@ -94,6 +94,19 @@ class GatewaySettings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Logging level of the gateway's own loggers (server.*)."
+    )
+
+    # --- race sessions (server/live, docs/live.md) ---
+    live_store: Literal["sqlite", "redis"] = Field(
+        default="sqlite",
+        description="Where race sessions live: 'sqlite' (one file, embedded) or 'redis' (several gateway "
+        "replicas serving one race).",
+    )
+    live_sqlite_path: Path = Field(
+        default=PROJECT_ROOT / "runs" / "live" / "sessions.sqlite", description="SQLite file of the sessions."
+    )
+    live_redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis server of the sessions (live_store=redis)."
     )
 
     @field_validator("api_key")

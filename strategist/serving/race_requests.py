@@ -69,6 +69,15 @@ def timing_record(lap: LapTiming) -> dict[str, Any]:
     }
 
 
+def lap_samples(race: Race, driver: str, lap: int, decimals: int | None = 4) -> dict[str, Any]:
+    """One lap's raw car_data samples in the request form (indexed by time from the lap start)."""
+    raw = race.lap_telemetry(driver, lap)
+    return {
+        "time_s": _values(raw.time_s, decimals),
+        "channels": {name: _values(raw.channels[name], decimals) for name in contract.CHANNELS},
+    }
+
+
 def request_from_race(race: Race, driver: str, lap: int, *, decimals: int | None = 4) -> dict[str, Any]:
     """The /predict body for `driver` after completing `lap` (JSON-ready dict), with every lap's
     timing, so models with and without the timing context can answer it.
@@ -78,16 +87,10 @@ def request_from_race(race: Race, driver: str, lap: int, *, decimals: int | None
     """
     choice = choose_stack_laps(lap, race.lap_infos(driver), driver=driver)
     timings = driver_lap_timings(race.driver_laps(driver))
-    laps = []
-    for number in choice.laps:
-        raw = race.lap_telemetry(driver, number)
-        laps.append(
-            {
-                "time_s": _values(raw.time_s, decimals),
-                "channels": {name: _values(raw.channels[name], decimals) for name in contract.CHANNELS},
-                "timing": timing_record(timings[number]),
-            }
-        )
+    laps = [
+        {**lap_samples(race, driver, number, decimals), "timing": timing_record(timings[number])}
+        for number in choice.laps
+    ]
     ahead, behind = race.neighbours(driver, lap)
     gaps = {
         name: None
@@ -111,3 +114,61 @@ def drivers_with_stack(race: Race, lap: int) -> list[str]:
     laps = race.laps
     done = set(laps.loc[laps["LapNumber"] == lap, "Driver"])
     return [d for d in race.drivers if d in done and race.driver_has_telemetry(d)]
+
+
+# --- race sessions (POST /live/sessions, /live/sessions/{id}/laps; server/live) ---
+
+
+def session_body(race: Race, session_id: str | None = None) -> dict[str, Any]:
+    """The body that opens a race session for `race` (its track, length and fuel model)."""
+    return {
+        "session_id": session_id or race.race_id,
+        "circuit": race.track,
+        "race_laps": int(race.total_laps),
+        "fuel": race.fuel_model.to_dict(),
+    }
+
+
+def laps_in_finish_order(race: Race, max_lap: int | None = None) -> list[tuple[str, int, float]]:
+    """(driver, lap, lap end s) of every lap up to `max_lap`, in the order the cars crossed the line."""
+    laps = race.laps
+    if max_lap is not None:
+        laps = laps[laps["LapNumber"] <= max_lap]
+    order = laps.sort_values(["Time", "Position"], kind="stable", na_position="last")
+    return [
+        (str(d), int(n), float(t))
+        for d, n, t in zip(order["Driver"], order["LapNumber"], order["Time"], strict=True)
+    ]
+
+
+def live_lap(
+    race: Race, driver: str, lap: int, timings: dict[int, LapTiming], *, decimals: int | None = 4
+) -> dict[str, Any]:
+    """One completed lap as a timing feed posts it to a race session: the timing row (the reader's
+    lap table, encoded as the request's `timing`) and the car data (null where the car has none).
+
+    timings: driver_lap_timings of the driver (pass it in: a replay asks for every lap of a car).
+    """
+    record = timing_record(timings[lap])
+    row = race.laps[(race.laps["Driver"] == driver) & (race.laps["LapNumber"] == lap)].iloc[0]
+    position = float(row["Position"])
+    try:
+        telemetry: dict[str, Any] | None = lap_samples(race, driver, lap, decimals)
+    except DataError:  # no car data for this car or this lap: the lap still counts for the gaps
+        telemetry = None
+    return {
+        "car": driver,
+        "lap_number": int(lap),
+        "timing": {
+            "lap_time_s": record["lap_time_s"],
+            "lap_end_s": float(row["Time"]),
+            "position": int(position) if np.isfinite(position) else None,
+            "tyre_life": record["tyre_life"],
+            "stint": record["stint"],
+            "compound": record["compound"],
+            "track_status": record["track_status"],
+            "pit_in": record["pit_in"],
+            "pit_out": record["pit_out"],
+        },
+        "telemetry": telemetry,
+    }
