@@ -11,6 +11,7 @@ gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class ServeOptions:
     triton_timeout_s: float = 120.0
     triton_grpc_port: int | None = None
     example: Path | None = None
+    workers: int = 1  # gateway processes (uvicorn workers sharing one socket), one event loop each
 
 
 def onnx_path(repo: Path) -> Path:
@@ -86,6 +88,18 @@ def start_backend(options: ServeOptions) -> tuple[GatewaySettings, LocalTriton |
             return GatewaySettings(backend="triton", triton_url=triton.grpc_url, **common), triton
     log.info("backend: ONNX Runtime in-process on %s", onnx_path(options.repo))
     return GatewaySettings(backend="onnxruntime", **common), None
+
+
+def settings_environment(settings: GatewaySettings) -> dict[str, str]:
+    """The STRATEGIST_* variables that rebuild `settings` in another process (a uvicorn worker builds its
+    app from the environment: server.main:create_app). Only fields set explicitly are written."""
+    env = {}
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"STRATEGIST_{name.upper()}"] = str(value)
+    return env
 
 
 def curl_example(url: str, example: Path | None, api_key: str | None) -> str:
@@ -139,12 +153,35 @@ def serve(options: ServeOptions) -> int:
                 ]
                 print("\n".join(lines), file=sys.stderr, flush=True)
 
-    config = uvicorn.Config(
-        create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
-    )
+    if options.workers < 1:
+        raise StrategistError(f"--workers must be at least 1, got {options.workers}")
+    if options.workers == 1:
+        config = uvicorn.Config(
+            create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
+        )
+    else:
+        # Each worker is its own process with its own event loop and backend client, built from the
+        # environment; uvicorn binds the socket once and the kernel spreads connections over them.
+        os.environ.update(settings_environment(settings))
+        config = uvicorn.Config(
+            "server.main:create_app",
+            factory=True,
+            workers=options.workers,
+            host=options.host,
+            port=options.port,
+            log_level="info",
+            access_log=False,
+        )
     server = AnnouncingServer(config)
     try:
-        server.run()
+        if options.workers == 1:
+            server.run()
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            print(f"{options.workers} gateway workers on {url}", file=sys.stderr, flush=True)
+            Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+            server.started = True  # the supervisor ran its workers until the stop
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; the stop is intended.
         log.info("Ctrl-C: gateway stopped")
