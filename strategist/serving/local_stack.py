@@ -155,33 +155,36 @@ def serve(options: ServeOptions) -> int:
 
     if options.workers < 1:
         raise StrategistError(f"--workers must be at least 1, got {options.workers}")
-    if options.workers == 1:
-        config = uvicorn.Config(
-            create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
-        )
-    else:
-        # Each worker is its own process with its own event loop and backend client, built from the
-        # environment; uvicorn binds the socket once and the kernel spreads connections over them.
-        os.environ.update(settings_environment(settings))
-        config = uvicorn.Config(
-            "server.main:create_app",
-            factory=True,
-            workers=options.workers,
-            host=options.host,
-            port=options.port,
-            log_level="info",
-            access_log=False,
-        )
-    server = AnnouncingServer(config)
+    started = False
     try:
         if options.workers == 1:
+            server = AnnouncingServer(
+                uvicorn.Config(
+                    create_app(settings),
+                    host=options.host,
+                    port=options.port,
+                    log_level="info",
+                    access_log=False,
+                )
+            )
             server.run()
+            started = server.started
         else:
-            from uvicorn.supervisors import Multiprocess
-
-            print(f"{options.workers} gateway workers on {url}", file=sys.stderr, flush=True)
-            Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
-            server.started = True  # the supervisor ran its workers until the stop
+            # Each worker is its own process with its own event loop and backend client, built from
+            # the environment; uvicorn binds the socket once and the kernel spreads connections.
+            os.environ.update(settings_environment(settings))
+            print(f"{options.workers} gateway workers on {url}; try:\n  " + curl_example(url, example, api_key),
+                  file=sys.stderr, flush=True)  # fmt: skip
+            uvicorn.run(
+                "server.main:create_app",
+                factory=True,
+                workers=options.workers,
+                host=options.host,
+                port=options.port,
+                log_level="info",
+                access_log=False,
+            )
+            started = True  # the supervisor ran its workers until the stop
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; the stop is intended.
         log.info("Ctrl-C: gateway stopped")
@@ -189,4 +192,4 @@ def serve(options: ServeOptions) -> int:
         if triton is not None:
             log.info("stopping Triton")
             triton.stop()
-    return 0 if server.started else 1
+    return 0 if started else 1
