@@ -156,19 +156,15 @@ def serve(options: ServeOptions) -> int:
     if options.workers < 1:
         raise StrategistError(f"--workers must be at least 1, got {options.workers}")
     started = False
+    # Built in both modes: with workers it only answers `started` (the worker processes build their own).
+    server = AnnouncingServer(
+        uvicorn.Config(
+            create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
+        )
+    )
     try:
         if options.workers == 1:
-            server = AnnouncingServer(
-                uvicorn.Config(
-                    create_app(settings),
-                    host=options.host,
-                    port=options.port,
-                    log_level="info",
-                    access_log=False,
-                )
-            )
             server.run()
-            started = server.started
         else:
             # Each worker is its own process with its own event loop and backend client, built from
             # the environment; uvicorn binds the socket once and the kernel spreads connections.
@@ -192,4 +188,4 @@ def serve(options: ServeOptions) -> int:
         if triton is not None:
             log.info("stopping Triton")
             triton.stop()
-    return 0 if started else 1
+    return 0 if started or server.started else 1
