@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
 from server.decode import UnsupportedMediaType, cap_errors
+from server.fast_path import LeanPredictPath
 from server.metrics import GatewayMetrics
 from server.middleware import GatewayMiddleware
 from server.onnx_backend import OnnxRuntimeBackend
@@ -161,6 +162,8 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     }
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)
+    if settings.lean_routes:
+        app.add_middleware(LeanPredictPath)  # added first: it runs inside GatewayMiddleware
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS
     )

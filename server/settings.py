@@ -88,6 +88,12 @@ class GatewaySettings(BaseSettings):
         "(server/decode.py); pydantic: the former path (model_validate_json), kept to measure against. "
         "Both give the same answers and the same 422 messages.",
     )
+    lean_routes: bool = Field(
+        default=True,
+        description="POST /predict and /predict/batch served by a pure-ASGI layer that skips FastAPI's "
+        "routing and dependency resolution (server/fast_path.py); same answers, status codes and "
+        "headers. false: through the FastAPI routes only, kept to measure against.",
+    )
     default_race_laps: int = Field(
         default=57,
         ge=2,

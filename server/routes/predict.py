@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 from server import binary_format, decode
 from server.deps import ApiKeyGuard, PredictorDep, SettingsDep
 from server.lap_block import BodyError
+from server.pipeline import Predictor
 from server.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -23,6 +24,7 @@ from server.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from server.settings import GatewaySettings
 from strategist.paths import PROJECT_ROOT
 
 T = TypeVar("T")
@@ -109,10 +111,45 @@ async def _decoded(body: bytes, decode: Callable[[], T]) -> T:
         raise _body_errors(exc.errors) from None
 
 
-def _json_response(model: BaseModel) -> Response:
-    # Serialised once by pydantic-core; returning a Response makes FastAPI skip validating and
-    # serialising the response model again (response_model stays in the decorator for the docs).
-    return Response(model.model_dump_json(), media_type="application/json")
+def _json_response(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model)
+
+
+async def predict_body(
+    body: bytes, content_type: str, predictor: Predictor, settings: GatewaySettings, request_id: str
+) -> bytes:
+    """A /predict body -> the response JSON (what the route and the lean path, server/fast_path.py,
+    both answer). Raises what the app's exception handlers turn into 415/422/502/503."""
+    decoder = settings.request_decoder
+    car = await _decoded(body, lambda: decode.decode_predict(body, content_type, decoder=decoder))
+    result = await predictor.predict([car], request_id)
+    # model_construct: every field was built and validated by the pipeline already; serialised once
+    # by pydantic-core, so FastAPI neither validates nor serialises the response model again
+    # (response_model stays in the decorator for the docs).
+    answer = PredictResponse.model_construct(
+        **dict(result.predictions[0]), request_id=request_id, model=result.model, timing=result.timing
+    )
+    return _json_response(answer)
+
+
+async def predict_batch_body(
+    body: bytes, content_type: str, predictor: Predictor, settings: GatewaySettings, request_id: str
+) -> bytes:
+    """A /predict/batch body -> the response JSON (see predict_body)."""
+    cars = await _decoded(
+        body,
+        lambda: decode.decode_batch(
+            body, content_type, max_cars=settings.max_batch_cars, decoder=settings.request_decoder
+        ),
+    )
+    result = await predictor.predict(cars, request_id)
+    answer = BatchPredictResponse.model_construct(
+        request_id=request_id, model=result.model, timing=result.timing, predictions=result.predictions
+    )
+    return _json_response(answer)
+
+
+BODY_HANDLERS = {"/predict": predict_body, "/predict/batch": predict_batch_body}
 
 
 @router.post(
@@ -124,15 +161,8 @@ def _json_response(model: BaseModel) -> Response:
 async def predict(request: Request, predictor: PredictorDep, settings: SettingsDep) -> Response:
     """Next-lap pace corridor, bad-lap risk and tire health for one car, with its clean-air counterfactual."""
     body = await request.body()  # the middleware's body limit applies while it is read (413)
-    decoder = settings.request_decoder
-    car = await _decoded(body, lambda: decode.decode_predict(body, _content_type(request), decoder=decoder))
-    request_id = _request_id(request)
-    result = await predictor.predict([car], request_id)
-    # model_construct: every field was built and validated by the pipeline already.
-    answer = PredictResponse.model_construct(
-        **dict(result.predictions[0]), request_id=request_id, model=result.model, timing=result.timing
-    )
-    return _json_response(answer)
+    answer = await predict_body(body, _content_type(request), predictor, settings, _request_id(request))
+    return Response(answer, media_type="application/json")
 
 
 @router.post(
@@ -144,21 +174,8 @@ async def predict(request: Request, predictor: PredictorDep, settings: SettingsD
 async def predict_batch(request: Request, predictor: PredictorDep, settings: SettingsDep) -> Response:
     """Many cars in one call: one backend request for all of them (and their clean-air rows)."""
     body = await request.body()
-    cars = await _decoded(
-        body,
-        lambda: decode.decode_batch(
-            body,
-            _content_type(request),
-            max_cars=settings.max_batch_cars,
-            decoder=settings.request_decoder,
-        ),
-    )
-    request_id = _request_id(request)
-    result = await predictor.predict(cars, request_id)
-    answer = BatchPredictResponse.model_construct(
-        request_id=request_id, model=result.model, timing=result.timing, predictions=result.predictions
-    )
-    return _json_response(answer)
+    answer = await predict_batch_body(body, _content_type(request), predictor, settings, _request_id(request))
+    return Response(answer, media_type="application/json")
 
 
 def request_schemas() -> dict[str, Any]:
