@@ -5,7 +5,7 @@
 The app is driven in-process through ASGI (no socket, no HTTP parser) with a backend that answers
 at once with fixed outputs of the contract's shapes, so what is timed is the gateway alone: the
 middleware, routing, decoding, preprocess (alignment), the model-input dict, postprocess and the
-response. Each variant is a GatewaySettings change (`request_decoder`), measured interleaved in one
+response. Each variant is a GatewaySettings change (`request_decoder`, `lean_routes`), measured interleaved in one
 process on the same bodies (the example request, examples/predict_request.json, and the race bodies
 of benchmarks.payloads). Then one cProfile per variant attributes the time to stages (by the
 function that owns it) and the bar chart results/gateway_cpu.png shows both side by side.
@@ -22,18 +22,36 @@ import pstats
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from fastapi import Depends, Request
 
 from benchmarks import report, services
+from server import deps
 from server.backend import ModelOutputs
 from server.main import create_app
 from server.settings import GatewaySettings
 from strategist import contract
 from strategist.paths import PROJECT_ROOT
 
-VARIANTS = {"before (pydantic decoder)": "pydantic", "after (fast decoder)": "fast"}
+# label -> GatewaySettings changes; measured interleaved, one app each. SYNC_DEPENDENCIES (not a
+# setting) puts back the former plain-`def` dependencies, which FastAPI runs on its thread pool.
+SYNC_DEPENDENCIES = "sync_dependencies"
+VARIANTS: dict[str, dict[str, Any]] = {
+    "before (pydantic decoder, FastAPI routes, thread-pool dependencies)": {
+        "request_decoder": "pydantic",
+        "lean_routes": False,
+        SYNC_DEPENDENCIES: True,
+    },
+    "fast decoder, FastAPI routes, thread-pool dependencies": {
+        "request_decoder": "fast",
+        "lean_routes": False,
+        SYNC_DEPENDENCIES: True,
+    },
+    "fast decoder, FastAPI routes": {"request_decoder": "fast", "lean_routes": False},
+    "after (fast decoder, lean path)": {"request_decoder": "fast", "lean_routes": True},
+}
 
 # Stage -> (file suffix, function) whose cumulative time is that stage; "framework" is the rest of
 # the request (middleware, FastAPI routing and dependencies, reading the body).
@@ -44,7 +62,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "response JSON": ("server/routes/predict.py", "_json_response"),
 }
 TOTAL = ("benchmarks/gateway_cpu.py", "post")
-FRAMEWORK = "framework (middleware, FastAPI, body read)"
+FRAMEWORK = "framework (middleware, routing, dependencies, body read)"
 
 
 class FixedBackend:
@@ -118,6 +136,29 @@ class AsgiClient:
         return status
 
 
+def _sync_settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _sync_predictor(request: Request) -> Any:
+    return request.app.state.predictor
+
+
+def _sync_guard(settings: Annotated[GatewaySettings, Depends(_sync_settings)]) -> None:
+    return None  # the benchmark app has no API key
+
+
+def _use_sync_dependencies(app: Any) -> None:
+    """The dependencies as plain functions (what they were before they became `async def`)."""
+    app.dependency_overrides.update(
+        {
+            deps.get_settings: _sync_settings,
+            deps.get_predictor: _sync_predictor,
+            deps.require_api_key: _sync_guard,
+        }
+    )
+
+
 async def _lifespan_started(app: Any) -> asyncio.Queue[dict[str, Any]]:
     """Run the app's lifespan startup (the predictor is built there); the queue ends it later."""
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -153,8 +194,11 @@ def stage_breakdown(profile: cProfile.Profile, n_requests: int) -> dict[str, flo
 
 async def _measure(bodies: list[bytes], input_names: tuple[str, ...], repeats: int) -> dict[str, Any]:
     clients = {}
-    for label, decoder in VARIANTS.items():
-        app = create_app(GatewaySettings(request_decoder=decoder), backend=FixedBackend(input_names))  # type: ignore[arg-type]
+    for label, changes in VARIANTS.items():
+        settings = {k: v for k, v in changes.items() if k != SYNC_DEPENDENCIES}
+        app = create_app(GatewaySettings(**settings), backend=FixedBackend(input_names))
+        if changes.get(SYNC_DEPENDENCIES):
+            _use_sync_dependencies(app)
         await _lifespan_started(app)
         clients[label] = AsgiClient(app)
     for client in clients.values():  # warm-up: first-call imports and caches
@@ -207,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     example = (PROJECT_ROOT / "examples" / "predict_request.json").read_bytes()
     payloads = race_payloads(args.payloads, services.WORK_DIR)
     bodies = [example, *payloads.encoded()]
-    input_names = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
+    input_names: tuple[str, ...] = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
     if args.inputs == "three":
         input_names += (contract.INPUT_CONTEXT,)
     results = asyncio.run(_measure(bodies, input_names, args.repeats))
