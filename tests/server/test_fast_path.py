@@ -106,3 +106,13 @@ def test_the_lean_path_is_the_one_that_answers(clients):
                     clients[lean].post("/predict", content=body, headers=JSON)
         finally:
             app.dependency_overrides.clear()
+
+
+def test_a_streamed_body_over_the_limit_is_a_413_on_both_paths(clients):
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 50_000  # no Content-Length: the limit is checked while the body streams in
+
+    answers = [clients[lean].post("/predict", content=chunks(), headers=JSON) for lean in (True, False)]
+    assert [a.status_code for a in answers] == [413, 413]
+    assert answers[0].json() == answers[1].json()
