@@ -23,7 +23,12 @@ from strategist.errors import StrategistError
 
 DEFAULT_MAX_BATCH = 128
 DEFAULT_OPT_BATCH = 32
-DEFAULT_QUEUE_DELAY_US = 100  # the Triton batcher guide's starting value; sweep 0..500 with a benchmark
+# 0: the batcher takes what is queued when the instance frees up, and under load the queue is full
+# anyway. Measured on the CPU model with benchmarks.batcher_sweep (benchmarks/README.md): in two runs,
+# 0 us kept its throughput from 16 to 256 clients (x1.15, x1.06) where 100 us lost 13 % and 25 %, and
+# 0 us was ahead at 64 and 256 clients both times. Not measured on a GPU (the TensorRT model gets the
+# same value; rerun the sweep there).
+DEFAULT_QUEUE_DELAY_US = 0
 
 
 class ConfigError(StrategistError):
@@ -37,6 +42,9 @@ class ServingSettings:
     max_batch_size: int = DEFAULT_MAX_BATCH  # = TensorRT profile max
     dynamic_batching: bool = True  # False: no batcher, each request runs alone (for comparisons)
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US  # dynamic batcher wait for a fuller batch
+    # Batch sizes the batcher forms as soon as it can (without waiting out the queue delay); () = none,
+    # it then forms the largest batch it has. Each size must be <= max_batch_size.
+    preferred_batch_sizes: tuple[int, ...] = ()
     gpu_instances: int = 1  # one instance per GPU: the batcher alone keeps a small model busy
     cpu_instances: int = 1  # each Python-backend instance is its own process
     # ONNX Runtime threads per CPU instance. 1, not 0 (= every core): the gateway and Triton share few
@@ -51,6 +59,9 @@ class ServingSettings:
             raise ConfigError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.queue_delay_us < 0:
             raise ConfigError(f"queue delay must be >= 0 us, got {self.queue_delay_us}")
+        bad = [size for size in self.preferred_batch_sizes if not 1 <= size <= self.max_batch_size]
+        if bad:
+            raise ConfigError(f"preferred batch sizes must be 1..{self.max_batch_size}, got {bad}")
         for name in ("gpu_instances", "cpu_instances", "num_versions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -102,7 +113,12 @@ def _warmup_block(settings: ServingSettings, inputs: dict[str, tuple[int, ...]])
 
 
 def _common_blocks(settings: ServingSettings, inputs: dict[str, tuple[int, ...]]) -> list[str]:
-    batcher = f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.queue_delay_us}\n}}"
+    preferred = (
+        f"  preferred_batch_size: [ {', '.join(map(str, settings.preferred_batch_sizes))} ]\n"
+        if settings.preferred_batch_sizes
+        else ""
+    )
+    batcher = f"dynamic_batching {{\n{preferred}  max_queue_delay_microseconds: {settings.queue_delay_us}\n}}"
     return [
         f"max_batch_size: {settings.max_batch_size}",
         _tensor_block("input", inputs),

@@ -35,24 +35,17 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from server.lap_block import INDEX_KINDS, BodyError, Loc, lap_from_block
 from server.schemas import BatchPredictRequest, LapTelemetry, PredictRequest, TimingRecord
-from strategist import contract, limits
+from strategist import contract
 
 CONTENT_TYPE = "application/vnd.strategist.f32"
-INDEX_KINDS = ("time_s", "distance_m", "aligned")
 _HEADER_LENGTH = struct.Struct("<I")
 _F32 = np.dtype("<f4")
 
-Loc = tuple[str | int, ...]
 
-
-class BinaryFormatError(ValueError):
-    """A binary body that cannot be decoded or fails validation; `errors` are pydantic-style
-    {"loc", "msg", "type"} entries, loc relative to the body (no leading "body")."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-        self.errors = errors
+class BinaryFormatError(BodyError):
+    """A binary body that cannot be decoded or fails validation (errors as BodyError's)."""
 
 
 def _fail(loc: Loc, msg: str, kind: str = "value_error") -> BinaryFormatError:
@@ -122,6 +115,9 @@ def _read_header(data: bytes) -> tuple[Any, int]:
         return json.loads(data[_HEADER_LENGTH.size : end]), end
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail((), f"header is not valid UTF-8 JSON: {exc}", "json_invalid") from exc
+    except RecursionError:
+        # A header nested ~1,000 levels deep exhausts the parser's stack: the client's fault, not a 500.
+        raise _fail((), "header nests too deeply to be a request header", "json_invalid") from None
 
 
 class _Reader:
@@ -145,7 +141,10 @@ class _Reader:
             raise _fail(loc, f"body truncated: this lap needs {count} float32 values, {available} are left")
         block = np.frombuffer(self.data, dtype=_F32, count=count, offset=self.offset).reshape(n_rows, n)
         self.offset += count * _F32.itemsize
-        lap = _lap(block, kind, loc)
+        try:
+            lap = lap_from_block(block.astype(np.float64), kind, loc)
+        except BodyError as exc:
+            raise BinaryFormatError(exc.errors) from None
         if entry.get("timing") is not None:
             lap.timing = _timing(entry["timing"], (*loc, "timing"))
         return lap
@@ -153,35 +152,6 @@ class _Reader:
     def finish(self) -> None:
         if self.offset != len(self.data):
             raise _fail((), f"{len(self.data) - self.offset} bytes left after the last lap's samples")
-
-
-def _lap(block: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
-    """Same checks as LapTelemetry's validators, vectorised; the lap is built without revalidation."""
-    values = block.astype(np.float64)
-    channel_rows = values if kind == "aligned" else values[1:]
-    channels = dict(zip(contract.CHANNELS, channel_rows, strict=True))
-    if kind != "aligned":
-        _finite(values[0], (*loc, kind))
-    for name, row in channels.items():
-        _finite(row, (*loc, "channels", name))
-    try:
-        limits.check_channel_samples(channels)
-    except ValueError as exc:
-        raise _fail((*loc, "channels"), f"Value error, {exc}") from exc
-    n = block.shape[1]
-    try:
-        if kind == "aligned":
-            limits.check_aligned_length(n)
-        else:
-            limits.check_raw_index(kind, values[0], n)
-    except ValueError as exc:
-        raise _fail(loc, f"Value error, {exc}") from exc
-    # model_construct skips pydantic's per-sample validation (done above with numpy); the arrays are
-    # what preprocess and the Data Engine read.
-    fields: dict[str, Any] = {"channels": channels, "aligned": kind == "aligned"}
-    if kind != "aligned":
-        fields[kind] = values[0]
-    return LapTelemetry.model_construct(**fields)
 
 
 def _timing(value: object, loc: Loc) -> TimingRecord:
@@ -192,13 +162,6 @@ def _timing(value: object, loc: Loc) -> TimingRecord:
         raise BinaryFormatError(
             [{"loc": (*loc, *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         ) from exc
-
-
-def _finite(row: np.ndarray, loc: Loc) -> None:
-    bad = ~np.isfinite(row)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise _fail((*loc, i), f"Input should be a finite number, got {row[i]:g}", "finite_number")
 
 
 def _car(header: object, reader: _Reader, loc: Loc) -> PredictRequest:
@@ -218,6 +181,15 @@ def _car(header: object, reader: _Reader, loc: Loc) -> PredictRequest:
         ) from exc
 
 
+def too_many_cars(n_cars: int, max_cars: int) -> dict[str, Any]:
+    """The 422 entry of a batch over the car limit (one message for both body formats)."""
+    return {
+        "loc": ("cars",),
+        "msg": f"at most {max_cars} cars per call (STRATEGIST_MAX_BATCH_CARS), got {n_cars}",
+        "type": "too_long",
+    }
+
+
 def decode(data: bytes) -> PredictRequest:
     """An `application/vnd.strategist.f32` /predict body -> the validated request (BinaryFormatError)."""
     header, offset = _read_header(data)
@@ -227,11 +199,14 @@ def decode(data: bytes) -> PredictRequest:
     return request
 
 
-def decode_batch(data: bytes) -> BatchPredictRequest:
-    """An `application/vnd.strategist.f32` /predict/batch body -> the validated batch."""
+def decode_batch(data: bytes, max_cars: int | None = None) -> BatchPredictRequest:
+    """An `application/vnd.strategist.f32` /predict/batch body -> the validated batch. With max_cars,
+    a header listing more cars is refused before any sample is read (server.decode.too_many_cars)."""
     header, offset = _read_header(data)
     if not isinstance(header, dict) or not isinstance(header.get("cars"), list) or not header["cars"]:
         raise _fail(("cars",), 'batch header must be {"cars": [<car header>, ...]} with at least one car')
+    if max_cars is not None and len(header["cars"]) > max_cars:
+        raise BinaryFormatError([too_many_cars(len(header["cars"]), max_cars)])
     reader = _Reader(data, offset)
     cars = [_car(car, reader, ("cars", i)) for i, car in enumerate(header["cars"])]
     reader.finish()

@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
+from server.decode import UnsupportedMediaType, cap_errors
+from server.fast_path import LeanPredictPath
 from server.live import app as live_app
 from server.metrics import GatewayMetrics
 from server.middleware import GatewayMiddleware
@@ -61,17 +63,27 @@ def _request_id(request: Request) -> str | None:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Field, reason and location only: echoing the offending input back could mean 10,000 numbers.
-    detail = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors()
-    ]
+    detail = cap_errors(
+        [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+    )
     return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
 
 
 async def _timing_required(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TimingRequired)
-    detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors]
+    detail = cap_errors(
+        [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors]
+    )
     return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
+
+
+async def _unsupported_media_type(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(exc), "request_id": _request_id(request)}, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    )
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
@@ -146,6 +158,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     handlers: dict[type[Exception], Any] = {
         RequestValidationError: _validation_error,
         TimingRequired: _timing_required,
+        UnsupportedMediaType: _unsupported_media_type,
         DataError: _data_error,
         StackSizeError: _data_error,
         BackendUnavailable: _backend_unavailable,
@@ -153,6 +166,8 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     }
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)
+    if settings.lean_routes:
+        app.add_middleware(LeanPredictPath)  # added first: it runs inside GatewayMiddleware
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS
     )

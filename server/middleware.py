@@ -27,6 +27,7 @@ ERROR_REASONS = {
     404: "not_found",
     405: "method",
     413: "too_large",
+    415: "media_type",
     422: "validation",
     500: "internal",
     502: "backend_error",

@@ -29,27 +29,33 @@ def _scenario(
 
 
 def postprocess(batch: PreparedBatch, outputs: ModelOutputs) -> list[Prediction]:
-    """One Prediction per car: row i as raced, row N+i its clean-air counterfactual."""
-    n = batch.n_cars
-    if outputs.pace_quantiles.shape[0] != 2 * n:
-        raise ValueError(f"backend returned {outputs.pace_quantiles.shape[0]} rows for {2 * n} sent")
+    """One Prediction per car: row i as raced, row batch.clean_rows[i] its clean-air counterfactual
+    (none when the car did not ask for it)."""
+    if outputs.pace_quantiles.shape[0] != batch.n_rows:
+        raise ValueError(f"backend returned {outputs.pace_quantiles.shape[0]} rows for {batch.n_rows} sent")
     predictions = []
     for i, request in enumerate(batch.requests):
         next_lap = request.lap_number + 1
         reference = float(batch.reference_fc_s[i])
         fuel = batch.fuel_models[i]
         raced = _scenario(outputs, i, reference, fuel, next_lap)
-        clean = _scenario(outputs, n + i, reference, fuel, next_lap)
+        clean_row = batch.clean_rows[i]
+        clean = None if clean_row is None else _scenario(outputs, clean_row, reference, fuel, next_lap)
         predictions.append(
-            Prediction(
-                **raced.model_dump(),
+            Prediction.model_construct(
+                # model_construct: every value was built here from validated inputs and model outputs.
+                pace=raced.pace,
+                risk=raced.risk,
+                tire_health=raced.tire_health,
                 car=request.car,
                 next_lap=next_lap,
                 reference_fc_s=reference,
                 fuel_model=fuel_params(fuel),
                 fuel_model_source=batch.fuel_sources[i],
                 clean_air=clean,
-                traffic_cost_s=raced.pace.fuel_corrected.p50_s - clean.pace.fuel_corrected.p50_s,
+                traffic_cost_s=None
+                if clean is None
+                else raced.pace.fuel_corrected.p50_s - clean.pace.fuel_corrected.p50_s,
             )
         )
     return predictions

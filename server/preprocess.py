@@ -1,8 +1,10 @@
 """Requests -> model input tensors, through the Data Engine (the same code the dataset builder runs).
 
-Batch layout sent to the backend, for N cars: rows 0..N-1 are the cars as raced (their real
-neighbours), rows N..2N-1 the same stacks in clean air (no car ahead or behind, the contract's
-NO_CAR encoding). One backend call therefore answers both the prediction and its counterfactual.
+Batch layout sent to the backend, for N cars of which C ask for the counterfactual (the default):
+rows 0..N-1 are the cars as raced (their real neighbours), rows N..N+C-1 the same stacks of those C
+cars in clean air (no car ahead or behind, the contract's NO_CAR encoding), in car order
+(`PreparedBatch.clean_rows`). One backend call therefore answers both the prediction and its
+counterfactual; a car with `counterfactual: false` costs one row instead of two.
 
 For a model that reads the timing context, each car's context [N_CONTEXT] is built from the request's
 per-lap `timing`, its fuel model and race length by strategist.data.context.context_vector (the
@@ -38,17 +40,22 @@ class TimingRequired(ValueError):
 class PreparedBatch:
     """Model inputs for N cars (2N rows) and what postprocessing needs to turn deltas into seconds."""
 
-    telemetry: np.ndarray  # float32 [2N, 5, 100, 5]
-    tactical: np.ndarray  # float32 [2N, 2, 2]
-    context: np.ndarray | None  # float32 [2N, N_CONTEXT]; None when not built (see preprocess)
+    telemetry: np.ndarray  # float32 [N + C, 5, 100, 5]
+    tactical: np.ndarray  # float32 [N + C, 2, 2]
+    context: np.ndarray | None  # float32 [N + C, N_CONTEXT]; None when not built (see preprocess)
     reference_fc_s: np.ndarray  # float64 [N] fuel-corrected time of lap L
     fuel_models: list[FuelModel]  # [N]
     fuel_sources: list[str]  # [N] "request", "race_laps" or "default"
     requests: Sequence[PredictRequest]
+    clean_rows: list[int | None]  # [N] row of each car's clean-air counterfactual; None = not asked
 
     @property
     def n_cars(self) -> int:
         return len(self.requests)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.telemetry.shape[0])
 
     def model_inputs(self, input_names: Sequence[str]) -> dict[str, np.ndarray]:
         """The arrays the model reads, by input name (input_names: the served model's inputs)."""
@@ -127,7 +134,7 @@ def preprocess(
         if with_context and (errors := missing_timing(requests)):
             raise TimingRequired(errors)
     clean_air = tactical_tensor(None, None)
-    telemetry, tactical, clean_tactical, contexts = [], [], [], []
+    telemetry, tactical, contexts = [], [], []
     reference, fuel_models, sources = [], [], []
     for car_index, request in enumerate(requests):
         prefix = f"cars[{car_index}]." if len(requests) > 1 else ""
@@ -138,7 +145,6 @@ def preprocess(
         stack, tac = build_model_inputs(laps, neighbour(request.ahead), neighbour(request.behind))
         telemetry.append(stack)
         tactical.append(tac)
-        clean_tactical.append(clean_air)
         fuel, source = fuel_model_for(request, default_race_laps)
         fuel_models.append(fuel)
         sources.append(source)
@@ -153,11 +159,18 @@ def preprocess(
                     where=f"{prefix}laps[*].timing",
                 )
             )
+    asked = [i for i, request in enumerate(requests) if request.counterfactual]
+    clean_rows: list[int | None] = [None] * len(requests)
+    for row, car in enumerate(asked, start=len(requests)):
+        clean_rows[car] = row
     return PreparedBatch(
-        telemetry=np.stack(telemetry + telemetry).astype(np.float32, copy=False),
-        tactical=np.stack(tactical + clean_tactical).astype(np.float32, copy=False),
+        telemetry=np.stack(telemetry + [telemetry[i] for i in asked]).astype(np.float32, copy=False),
+        tactical=np.stack(tactical + [clean_air] * len(asked)).astype(np.float32, copy=False),
         # The clean-air rows keep the car's own timing: only the neighbours change.
-        context=np.stack(contexts + contexts).astype(np.float32, copy=False) if with_context else None,
+        context=np.stack(contexts + [contexts[i] for i in asked]).astype(np.float32, copy=False)
+        if with_context
+        else None,
+        clean_rows=clean_rows,
         reference_fc_s=np.asarray(reference, dtype=np.float64),
         fuel_models=fuel_models,
         fuel_sources=sources,

@@ -7,14 +7,17 @@ strategist.limits, shared with the binary body (server/binary_format.py) and the
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from strategist import contract, limits
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# strict: a JSON string ("104.808") or boolean (true) is never read as a number, nor "3" as an int.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+StrictInt = Annotated[int, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 UNKNOWN_COMPOUND = "UNKNOWN"
 TRACK_STATUS_PATTERN = r"^[1-7]+$"
 MAX_LAP_NUMBER = 200
@@ -30,7 +33,7 @@ class TimingRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lap_number: int = Field(ge=1, le=MAX_LAP_NUMBER, description="Race lap number of this lap.")
+    lap_number: StrictInt = Field(ge=1, le=MAX_LAP_NUMBER, description="Race lap number of this lap.")
     lap_time_s: FiniteFloat | None = Field(
         default=None,
         ge=limits.LAP_TIME_RANGE_S[0],
@@ -40,8 +43,8 @@ class TimingRecord(BaseModel):
     tyre_life: FiniteFloat = Field(
         ge=0.0, le=MAX_LAP_NUMBER, description="Laps on this set of tyres at the end of the lap."
     )
-    stint: int = Field(ge=1, le=MAX_LAP_NUMBER, description="Stint number (1 = from the start).")
-    stint_lap: int = Field(ge=1, le=MAX_LAP_NUMBER, description="Laps into the stint, 1 = the out-lap.")
+    stint: StrictInt = Field(ge=1, le=MAX_LAP_NUMBER, description="Stint number (1 = from the start).")
+    stint_lap: StrictInt = Field(ge=1, le=MAX_LAP_NUMBER, description="Laps into the stint, 1 = the out-lap.")
     compound: str = Field(
         default=UNKNOWN_COMPOUND,
         description=f"Tyre compound: one of {[*contract.COMPOUNDS, UNKNOWN_COMPOUND]}.",
@@ -52,8 +55,8 @@ class TimingRecord(BaseModel):
         description="FastF1 TrackStatus digits shown during the lap (1 green, 2 yellow, 4 SC, 5 red, "
         '6 VSC, 7 VSC ending), e.g. "1", "124".',
     )
-    pit_in: bool = Field(default=False, description="The car entered the pit lane on this lap.")
-    pit_out: bool = Field(default=False, description="The car left the pit lane on this lap.")
+    pit_in: StrictBool = Field(default=False, description="The car entered the pit lane on this lap.")
+    pit_out: StrictBool = Field(default=False, description="The car left the pit lane on this lap.")
 
     @field_validator("compound")
     @classmethod
@@ -65,6 +68,25 @@ class TimingRecord(BaseModel):
 
 
 TIMING_FIELDS: tuple[str, ...] = tuple(TimingRecord.model_fields)
+
+
+def _channels_schema(schema: dict[str, Any]) -> None:
+    """The channel rules in the OpenAPI document (the validator below enforces them): the five names,
+    each a list of numbers within its physical range (strategist.limits.CHANNEL_LIMITS)."""
+    schema.pop("additionalProperties", None)
+    schema["properties"] = {
+        name: {
+            "type": "array",
+            "items": {"type": "number", "minimum": low, "maximum": high},
+            "minItems": min(limits.MIN_LAP_SAMPLES, contract.N_STEPS),
+            "maxItems": limits.MAX_LAP_SAMPLES,
+            "description": f"{name}, {contract.CHANNEL_UNITS[name]}"
+            + (", whole numbers" if name in contract.DISCRETE_CHANNELS else ""),
+        }
+        for name, (low, high) in limits.CHANNEL_LIMITS.items()
+    }
+    schema["required"] = list(contract.CHANNELS)
+    schema["additionalProperties"] = False
 
 
 class LapTelemetry(BaseModel):
@@ -81,13 +103,15 @@ class LapTelemetry(BaseModel):
 
     channels: dict[str, list[FiniteFloat]] = Field(
         description=f"Samples per channel; keys exactly {list(contract.CHANNELS)} "
-        f"(units {contract.CHANNEL_UNITS})."
+        f"(units {contract.CHANNEL_UNITS}), all of one length: a raw lap "
+        f"{limits.MIN_LAP_SAMPLES}..{limits.MAX_LAP_SAMPLES} samples, an aligned lap {contract.N_STEPS}.",
+        json_schema_extra=_channels_schema,
     )
     distance_m: list[FiniteFloat] | None = Field(default=None, description="Distance from the lap start, m.")
     time_s: list[FiniteFloat] | None = Field(
         default=None, description="Time from the lap start (or session), s."
     )
-    aligned: bool = Field(
+    aligned: StrictBool = Field(
         default=False, description="True when `channels` already hold the 100 distance steps."
     )
     timing: TimingRecord | None = Field(
@@ -168,9 +192,13 @@ class PredictRequest(BaseModel):
         default=None, max_length=64, description="Free label echoed back (driver, car number)."
     )
     laps: list[LapTelemetry] = Field(
-        description=f"Exactly {contract.N_LAP_CONTEXT} laps in the order {list(contract.LAP_SLOTS)}."
+        description=f"Exactly {contract.N_LAP_CONTEXT} laps in the order {list(contract.LAP_SLOTS)}.",
+        # Stated for the document; the validator below enforces it with a message naming the slots.
+        json_schema_extra={"minItems": contract.N_LAP_CONTEXT, "maxItems": contract.N_LAP_CONTEXT},
     )
-    lap_number: int = Field(ge=1, le=200, description="Race lap number of lap L (the latest completed lap).")
+    lap_number: StrictInt = Field(
+        ge=1, le=200, description="Race lap number of lap L (the latest completed lap)."
+    )
     lap_time_s: FiniteFloat = Field(
         ge=limits.LAP_TIME_RANGE_S[0],
         le=limits.LAP_TIME_RANGE_S[1],
@@ -179,7 +207,7 @@ class PredictRequest(BaseModel):
     fuel: FuelParams | None = Field(
         default=None, description="Fuel model of the race; takes precedence over race_laps."
     )
-    race_laps: int | None = Field(
+    race_laps: StrictInt | None = Field(
         default=None,
         ge=1,
         le=200,
@@ -191,6 +219,11 @@ class PredictRequest(BaseModel):
         default=None, description="Car ahead; null = nobody within reach (free air)."
     )
     behind: CarGap | None = Field(default=None, description="Car behind; null = nobody within reach.")
+    counterfactual: StrictBool = Field(
+        default=True,
+        description="Also predict the clean-air counterfactual (same stack, no car ahead or behind): "
+        "one more model row. false: `clean_air` and `traffic_cost_s` are null (half the compute).",
+    )
 
     @model_validator(mode="after")
     def _lap_before_the_flag(self) -> PredictRequest:
@@ -241,7 +274,13 @@ class PredictRequest(BaseModel):
 class BatchPredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cars: list[PredictRequest] = Field(min_length=1, description="Cars to predict, answered in this order.")
+    cars: list[PredictRequest] = Field(
+        min_length=1,
+        description="Cars to predict, answered in this order; at most the gateway's "
+        f"STRATEGIST_MAX_BATCH_CARS (default {limits.MAX_BATCH_CARS}).",
+        # The limit is a gateway setting, checked before the cars are parsed (server/decode.py).
+        json_schema_extra={"maxItems": limits.MAX_BATCH_CARS},
+    )
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -286,9 +325,13 @@ class Prediction(Scenario):
     fuel_model_source: str = Field(
         description="Where the fuel model came from: 'request' (fuel), 'race_laps' or 'default'."
     )
-    clean_air: Scenario = Field(description="Same stack with no car ahead or behind (free air).")
-    traffic_cost_s: float = Field(
-        description="P50 fuel-corrected pace with the given neighbours minus in clean air, s."
+    clean_air: Scenario | None = Field(
+        description="Same stack with no car ahead or behind (free air); null when the request said "
+        "counterfactual: false."
+    )
+    traffic_cost_s: float | None = Field(
+        description="P50 fuel-corrected pace with the given neighbours minus in clean air, s; null "
+        "without the counterfactual."
     )
 
 

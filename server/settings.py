@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from strategist import contract
+from strategist import contract, limits
 from strategist.paths import MODEL_REPOSITORY_DIR, PROJECT_ROOT
 
 BackendKind = Literal["triton", "onnxruntime"]
@@ -76,11 +76,23 @@ class GatewaySettings(BaseSettings):
         default=8_000_000, ge=1024, description="Largest accepted request body; larger -> 413 before parsing."
     )
     max_batch_cars: int = Field(
-        default=64,
+        default=limits.MAX_BATCH_CARS,
         ge=1,
         le=4096,
         description="Most cars in one /predict/batch call. Each car is 2 model rows (as raced + clean air): "
         "keep 2 x this <= the model's max_batch_size.",
+    )
+    request_decoder: Literal["fast", "pydantic"] = Field(
+        default="fast",
+        description="fast: JSON bodies decoded by msgspec straight into arrays, checked with numpy "
+        "(server/decode.py); pydantic: the former path (model_validate_json), kept to measure against. "
+        "Both give the same answers and the same 422 messages.",
+    )
+    lean_routes: bool = Field(
+        default=True,
+        description="POST /predict and /predict/batch served by a pure-ASGI layer that skips FastAPI's "
+        "routing and dependency resolution (server/fast_path.py); same answers, status codes and "
+        "headers. false: through the FastAPI routes only, kept to measure against.",
     )
     default_race_laps: int = Field(
         default=57,

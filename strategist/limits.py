@@ -53,6 +53,10 @@ MAX_GAP_S = 10_000.0  # gaps beyond contract.NO_CAR_GAP_S are accepted and encod
 MAX_REQUEST_PACE_DELTA_S = 60.0
 assert MAX_REQUEST_PACE_DELTA_S >= contract.MAX_ABS_PACE_DELTA_S
 
+# Cars in one /predict/batch call (the gateway's default STRATEGIST_MAX_BATCH_CARS): each car is two
+# model rows (as raced + clean air), so 2 x this must fit the served model's max_batch_size.
+MAX_BATCH_CARS = 64
+
 INDEX_UNITS: dict[str, str] = {"distance_m": "m", "time_s": "s"}
 
 

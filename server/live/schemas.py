@@ -117,7 +117,7 @@ class NextLap(BaseModel):
     bad_lap_risk: float = Field(description="1 - P(none): probability of a traffic or overtaken lap.")
     risk: dict[str, float]
     tire_health: float
-    traffic_cost_s: float
+    traffic_cost_s: float | None  # None only if the prediction was made without the clean-air row
     ahead: str | None = Field(description="Car ahead on track at the line when predicted.")
     behind: str | None
     revision: int = Field(description="1 = made as the lap came in; more: remade as the cars around arrived.")

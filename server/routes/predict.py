@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -9,11 +10,13 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from server import binary_format
+from server import binary_format, decode
 from server.deps import ApiKeyGuard, PredictorDep, SettingsDep
+from server.lap_block import BodyError
+from server.pipeline import Predictor
 from server.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -21,9 +24,12 @@ from server.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from server.settings import GatewaySettings
 from strategist.paths import PROJECT_ROOT
 
-Body = TypeVar("Body", PredictRequest, BatchPredictRequest)
+T = TypeVar("T")
+
+THREAD_DECODE_BYTES = 512 * 1024  # ~7 cars of raw telemetry; one car (~70 KiB) decodes inline in ~0.3 ms
 
 EXAMPLE_REQUEST_FILE = PROJECT_ROOT / "examples" / "predict_request.json"
 
@@ -32,6 +38,7 @@ router = APIRouter(tags=["predict"], dependencies=[ApiKeyGuard])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
     413: {"model": ErrorResponse, "description": "Body larger than STRATEGIST_MAX_BODY_BYTES."},
+    415: {"model": ErrorResponse, "description": f"Content-Type not one of {list(decode.CONTENT_TYPES)}."},
     422: {"model": ErrorResponse, "description": "Invalid stack: the message names the field and reason."},
     502: {"model": ErrorResponse, "description": "The model server answered with an error."},
     503: {"model": ErrorResponse, "description": "Model server down, not ready or past the deadline."},
@@ -61,7 +68,7 @@ def _request_id(request: Request) -> str:
 
 
 def _request_body(schema: str, batch: bool) -> dict[str, Any]:
-    """OpenAPI requestBody: the body is read by the route itself (see _parse), so FastAPI does not
+    """OpenAPI requestBody: the body is read by the route itself (server/decode.py), so FastAPI does not
     derive it from a parameter; the schema is added to the components in server/main.py."""
     binary_doc = (
         "Small JSON header + raw little-endian float32 samples (docs/serving.md, server/binary_format.py)."
@@ -89,27 +96,60 @@ def _body_errors(errors: Sequence[Mapping[str, Any]]) -> RequestValidationError:
     )
 
 
-async def _parse(request: Request, json_model: type[Body], decode_binary: Callable[[bytes], Body]) -> Body:
-    """Read the body once and parse + validate it in one pass: pydantic-core straight from the JSON
-    bytes (no intermediate dict; ~0.5 ms less than FastAPI's json.loads + validate on a 69 KiB body,
-    benchmarks/README.md parse_cost), or the binary float32 format. The middleware's body limit
-    applies while the body is read (413)."""
-    body = await request.body()
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "")
+
+
+async def _decoded(body: bytes, decode: Callable[[], T]) -> T:
+    """Run a decoder; bodies past THREAD_DECODE_BYTES are decoded on a thread, so one large batch does
+    not hold the event loop for the tens of milliseconds its samples take."""
     try:
-        if content_type == binary_format.CONTENT_TYPE:
-            return decode_binary(body)
-        return json_model.model_validate_json(body)
-    except ValidationError as exc:
-        raise _body_errors(exc.errors(include_url=False)) from None
-    except binary_format.BinaryFormatError as exc:
+        if len(body) > THREAD_DECODE_BYTES:
+            return await asyncio.to_thread(decode)
+        return decode()
+    except BodyError as exc:
         raise _body_errors(exc.errors) from None
 
 
-def _json_response(model: BaseModel) -> Response:
-    # Serialised once by pydantic-core; returning a Response makes FastAPI skip validating and
-    # serialising the response model again (response_model stays in the decorator for the docs).
-    return Response(model.model_dump_json(), media_type="application/json")
+def _json_response(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model)
+
+
+async def predict_body(
+    body: bytes, content_type: str, predictor: Predictor, settings: GatewaySettings, request_id: str
+) -> bytes:
+    """A /predict body -> the response JSON (what the route and the lean path, server/fast_path.py,
+    both answer). Raises what the app's exception handlers turn into 415/422/502/503."""
+    decoder = settings.request_decoder
+    car = await _decoded(body, lambda: decode.decode_predict(body, content_type, decoder=decoder))
+    result = await predictor.predict([car], request_id)
+    # model_construct: every field was built and validated by the pipeline already; serialised once
+    # by pydantic-core, so FastAPI neither validates nor serialises the response model again
+    # (response_model stays in the decorator for the docs).
+    answer = PredictResponse.model_construct(
+        **dict(result.predictions[0]), request_id=request_id, model=result.model, timing=result.timing
+    )
+    return _json_response(answer)
+
+
+async def predict_batch_body(
+    body: bytes, content_type: str, predictor: Predictor, settings: GatewaySettings, request_id: str
+) -> bytes:
+    """A /predict/batch body -> the response JSON (see predict_body)."""
+    cars = await _decoded(
+        body,
+        lambda: decode.decode_batch(
+            body, content_type, max_cars=settings.max_batch_cars, decoder=settings.request_decoder
+        ),
+    )
+    result = await predictor.predict(cars, request_id)
+    answer = BatchPredictResponse.model_construct(
+        request_id=request_id, model=result.model, timing=result.timing, predictions=result.predictions
+    )
+    return _json_response(answer)
+
+
+BODY_HANDLERS = {"/predict": predict_body, "/predict/batch": predict_batch_body}
 
 
 @router.post(
@@ -118,16 +158,11 @@ def _json_response(model: BaseModel) -> Response:
     responses=_ERRORS,
     openapi_extra=_request_body("PredictRequest", batch=False),
 )
-async def predict(request: Request, predictor: PredictorDep) -> Response:
+async def predict(request: Request, predictor: PredictorDep, settings: SettingsDep) -> Response:
     """Next-lap pace corridor, bad-lap risk and tire health for one car, with its clean-air counterfactual."""
-    body = await _parse(request, PredictRequest, binary_format.decode)
-    request_id = _request_id(request)
-    result = await predictor.predict([body], request_id)
-    # model_construct: every field was built and validated by the pipeline already.
-    answer = PredictResponse.model_construct(
-        **dict(result.predictions[0]), request_id=request_id, model=result.model, timing=result.timing
-    )
-    return _json_response(answer)
+    body = await request.body()  # the middleware's body limit applies while it is read (413)
+    answer = await predict_body(body, _content_type(request), predictor, settings, _request_id(request))
+    return Response(answer, media_type="application/json")
 
 
 @router.post(
@@ -138,24 +173,9 @@ async def predict(request: Request, predictor: PredictorDep) -> Response:
 )
 async def predict_batch(request: Request, predictor: PredictorDep, settings: SettingsDep) -> Response:
     """Many cars in one call: one backend request for all of them (and their clean-air rows)."""
-    body = await _parse(request, BatchPredictRequest, binary_format.decode_batch)
-    if len(body.cars) > settings.max_batch_cars:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "cars"),
-                    "msg": f"at most {settings.max_batch_cars} cars per call (STRATEGIST_MAX_BATCH_CARS), "
-                    f"got {len(body.cars)}",
-                    "type": "too_long",
-                }
-            ]
-        )
-    request_id = _request_id(request)
-    result = await predictor.predict(body.cars, request_id)
-    answer = BatchPredictResponse.model_construct(
-        request_id=request_id, model=result.model, timing=result.timing, predictions=result.predictions
-    )
-    return _json_response(answer)
+    body = await request.body()
+    answer = await predict_batch_body(body, _content_type(request), predictor, settings, _request_id(request))
+    return Response(answer, media_type="application/json")
 
 
 def request_schemas() -> dict[str, Any]:

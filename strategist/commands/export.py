@@ -39,6 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US, help="dynamic batcher max queue delay"
     )
     parser.add_argument(
+        "--preferred-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="batch sizes the dynamic batcher forms without waiting out the queue delay (default none)",
+    )
+    parser.add_argument(
+        "--instances", type=int, default=1, help="model instances (CPU: processes; GPU: per GPU)"
+    )
+    parser.add_argument(
         "--cpu-threads", type=int, default=0, help="ORT threads of the CPU model (0 = all CPUs)"
     )
     parser.add_argument(
@@ -63,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     settings = ServingSettings(
         max_batch_size=args.max_batch,
         queue_delay_us=args.queue_delay_us,
+        preferred_batch_sizes=tuple(args.preferred_batch_sizes),
+        cpu_instances=args.instances,
+        gpu_instances=args.instances,
         cpu_intra_op_threads=args.cpu_threads,
     )
     if args.target == "onnx":

@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--triton-timeout", type=float, default=120.0, help="seconds to wait for Triton")
     parser.add_argument("--triton-grpc-port", type=int, default=None, help="default: a free port")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes, one event loop each (default 1; about one per core left after Triton, "
+        "benchmarks/README.md)",
+    )
+    parser.add_argument(
         "--example",
         type=Path,
         default=EXAMPLE_REQUEST,
@@ -61,5 +68,6 @@ def run(args: argparse.Namespace) -> int:
         triton_timeout_s=args.triton_timeout,
         triton_grpc_port=args.triton_grpc_port,
         example=args.example,
+        workers=args.workers,
     )
     return serve(options)

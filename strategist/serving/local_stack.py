@@ -11,6 +11,7 @@ gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class ServeOptions:
     triton_timeout_s: float = 120.0
     triton_grpc_port: int | None = None
     example: Path | None = None
+    workers: int = 1  # gateway processes (uvicorn workers sharing one socket), one event loop each
 
 
 def onnx_path(repo: Path) -> Path:
@@ -86,6 +88,18 @@ def start_backend(options: ServeOptions) -> tuple[GatewaySettings, LocalTriton |
             return GatewaySettings(backend="triton", triton_url=triton.grpc_url, **common), triton
     log.info("backend: ONNX Runtime in-process on %s", onnx_path(options.repo))
     return GatewaySettings(backend="onnxruntime", **common), None
+
+
+def settings_environment(settings: GatewaySettings) -> dict[str, str]:
+    """The STRATEGIST_* variables that rebuild `settings` in another process (a uvicorn worker builds its
+    app from the environment: server.main:create_app). Only fields set explicitly are written."""
+    env = {}
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"STRATEGIST_{name.upper()}"] = str(value)
+    return env
 
 
 def curl_example(url: str, example: Path | None, api_key: str | None) -> str:
@@ -139,12 +153,34 @@ def serve(options: ServeOptions) -> int:
                 ]
                 print("\n".join(lines), file=sys.stderr, flush=True)
 
-    config = uvicorn.Config(
-        create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
+    if options.workers < 1:
+        raise StrategistError(f"--workers must be at least 1, got {options.workers}")
+    started = False
+    # Built in both modes: with workers it only answers `started` (the worker processes build their own).
+    server = AnnouncingServer(
+        uvicorn.Config(
+            create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
+        )
     )
-    server = AnnouncingServer(config)
     try:
-        server.run()
+        if options.workers == 1:
+            server.run()
+        else:
+            # Each worker is its own process with its own event loop and backend client, built from
+            # the environment; uvicorn binds the socket once and the kernel spreads connections.
+            os.environ.update(settings_environment(settings))
+            print(f"{options.workers} gateway workers on {url}; try:\n  " + curl_example(url, example, api_key),
+                  file=sys.stderr, flush=True)  # fmt: skip
+            uvicorn.run(
+                "server.main:create_app",
+                factory=True,
+                workers=options.workers,
+                host=options.host,
+                port=options.port,
+                log_level="info",
+                access_log=False,
+            )
+            started = True  # the supervisor ran its workers until the stop
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; the stop is intended.
         log.info("Ctrl-C: gateway stopped")
@@ -152,4 +188,4 @@ def serve(options: ServeOptions) -> int:
         if triton is not None:
             log.info("stopping Triton")
             triton.stop()
-    return 0 if server.started else 1
+    return 0 if started or server.started else 1

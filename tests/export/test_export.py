@@ -154,6 +154,18 @@ def test_dynamic_batching_switch():
     assert twin.name == "unbatched"
 
 
+def test_batcher_settings_reach_the_config():
+    tuned = triton_config.ServingSettings(queue_delay_us=500, preferred_batch_sizes=(16, 32), cpu_instances=2)
+    parsed = triton_config.parse_config(triton_config.render_cpu_config(tuned, TWO_INPUTS))
+    assert list(parsed.dynamic_batching.preferred_batch_size) == [16, 32]
+    assert parsed.dynamic_batching.max_queue_delay_microseconds == 500
+    assert parsed.instance_group[0].count == 2
+    default = triton_config.parse_config(
+        triton_config.render_cpu_config(triton_config.ServingSettings(), TWO_INPUTS)
+    )
+    assert list(default.dynamic_batching.preferred_batch_size) == []
+
+
 def test_config_check_names_a_wrong_tensor(exported, tmp_path):
     _, path = exported
     text = triton_config.render_cpu_config(triton_config.ServingSettings(), TWO_INPUTS).replace(
@@ -184,6 +196,8 @@ def test_settings_reject_nonsense():
         triton_config.ServingSettings(max_batch_size=0)
     with pytest.raises(triton_config.ConfigError, match="queue delay"):
         triton_config.ServingSettings(queue_delay_us=-1)
+    with pytest.raises(triton_config.ConfigError, match="preferred batch sizes"):
+        triton_config.ServingSettings(max_batch_size=64, preferred_batch_sizes=(32, 128))
 
 
 # --- mixed precision ---------------------------------------------------------------------------

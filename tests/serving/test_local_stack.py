@@ -18,12 +18,19 @@ import pytest
 import torch
 from helpers.tiny import TINY_OVERRIDES as TINY
 
+from server.settings import GatewaySettings
 from strategist.cli import main as cli_main
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import save_checkpoint
 from strategist.paths import PROJECT_ROOT
 from strategist.serving import local_stack
-from strategist.serving.local_stack import ServeOptions, curl_example, ensure_cpu_repository, start_backend
+from strategist.serving.local_stack import (
+    ServeOptions,
+    curl_example,
+    ensure_cpu_repository,
+    settings_environment,
+    start_backend,
+)
 from strategist.serving.triton_launcher import TritonLaunchError, find_tritonserver
 
 EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
@@ -189,3 +196,18 @@ def test_client_sends_a_simulated_race_and_prints_the_table(checkpoint, tmp_path
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_worker_processes_rebuild_the_same_gateway_settings(tmp_path, monkeypatch):
+    settings = GatewaySettings(
+        backend="triton",
+        triton_url="127.0.0.1:9001",
+        model_repository=tmp_path,
+        api_key="k",
+        max_batch_cars=8,
+    )
+    env = settings_environment(settings)
+    assert env["STRATEGIST_API_KEY"] == "k" and env["STRATEGIST_TRITON_URL"] == "127.0.0.1:9001"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert GatewaySettings() == settings
