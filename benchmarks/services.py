@@ -30,7 +30,7 @@ from pathlib import Path
 from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings, checkpoint_input_names, render_cpu_config
 from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
-from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
+from strategist.paths import PROJECT_ROOT, SERVED_CHECKPOINT_DIR
 from strategist.serving.triton_launcher import LocalTriton, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -86,8 +86,8 @@ def machine() -> dict[str, object]:
 
 def checkpoint() -> Checkpoint:
     """The shipped checkpoint, else a freshly initialised default-size one (written once, reused)."""
-    if (BASE_CHECKPOINT_DIR / "config.json").is_file():
-        return Checkpoint(BASE_CHECKPOINT_DIR, f"shipped checkpoint {BASE_CHECKPOINT_DIR.name}")
+    if (SERVED_CHECKPOINT_DIR / "config.json").is_file():
+        return Checkpoint(SERVED_CHECKPOINT_DIR, f"shipped checkpoint {SERVED_CHECKPOINT_DIR.name}")
     fresh = WORK_DIR / "fresh-default-checkpoint"
     if not (fresh / "config.json").is_file():
         import torch
@@ -101,7 +101,7 @@ def checkpoint() -> Checkpoint:
     return Checkpoint(
         fresh,
         "freshly initialised default-size model (no shipped checkpoint at "
-        f"{BASE_CHECKPOINT_DIR.relative_to(PROJECT_ROOT)}); random weights, same architecture and cost",
+        f"{SERVED_CHECKPOINT_DIR.relative_to(PROJECT_ROOT)}); random weights, same architecture and cost",
     )
 
 

@@ -31,7 +31,7 @@ from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH
 from strategist import cli
 from strategist.contract import GPU_MODEL_NAME
 from strategist.errors import StrategistError
-from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
+from strategist.paths import MODEL_REPOSITORY_DIR, SERVED_CHECKPOINT_DIR
 
 VERSION = "1"
 WEIGHTS_FILE = "model.safetensors"
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        default=Path(env.get("CHECKPOINT", BASE_CHECKPOINT_DIR)),
+        default=Path(env.get("CHECKPOINT", SERVED_CHECKPOINT_DIR)),
         help="checkpoint folder",
     )
     parser.add_argument(

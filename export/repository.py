@@ -33,7 +33,7 @@ from export.triton_config import (
 )
 from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.errors import StrategistError
-from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
+from strategist.paths import MODEL_REPOSITORY_DIR, SERVED_CHECKPOINT_DIR
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,11 +58,11 @@ class BuiltModel:
 
 def load_model_for_export(checkpoint_dir: Path | None):
     """(model in eval mode, ModelConfig, meta) from a checkpoint folder, with a clear error when absent."""
-    checkpoint_dir = Path(checkpoint_dir or BASE_CHECKPOINT_DIR)
+    checkpoint_dir = Path(checkpoint_dir or SERVED_CHECKPOINT_DIR)
     if not (checkpoint_dir / "config.json").is_file():
         hint = (
-            " (the shipped base checkpoint has not been trained yet)"
-            if checkpoint_dir == BASE_CHECKPOINT_DIR
+            " (the served checkpoint is missing: `strategist reproduce --experiment real` makes it)"
+            if checkpoint_dir == SERVED_CHECKPOINT_DIR
             else ""
         )
         raise StrategistError(
@@ -93,7 +93,7 @@ def _build_details(
 ) -> dict:
     """What build_info.json records for any target: which checkpoint, which ONNX, which settings."""
     return {
-        "checkpoint": str(Path(checkpoint_dir or BASE_CHECKPOINT_DIR).resolve()),
+        "checkpoint": str(Path(checkpoint_dir or SERVED_CHECKPOINT_DIR).resolve()),
         "checkpoint_revision": meta.get("code_revision"),
         "impl": cfg.impl,
         "onnx_sha256": _sha256(onnx_path),

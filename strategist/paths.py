@@ -9,7 +9,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV_VAR = "STRATEGIST_DATA"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 BASE_CHECKPOINT_DIR = ASSETS_DIR / "virtual-strategist-base"  # pre-trained on simulated seasons
-REAL_CHECKPOINT_DIR = ASSETS_DIR / "virtual-strategist-real"  # trained on real races: what is served
+REAL_CHECKPOINT_DIR = ASSETS_DIR / "virtual-strategist-real"  # trained on real races
+SERVED_CHECKPOINT_DIR = REAL_CHECKPOINT_DIR  # what `strategist serve` / `export` use by default
 MODEL_REPOSITORY_DIR = PROJECT_ROOT / "model_repository"
 
 

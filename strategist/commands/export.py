@@ -11,7 +11,7 @@ TARGETS = ("onnx", "cpu", "trt", "all")
 def register(subparsers: argparse._SubParsersAction) -> None:
     from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_QUEUE_DELAY_US
     from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
-    from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR
+    from strategist.paths import MODEL_REPOSITORY_DIR, SERVED_CHECKPOINT_DIR
 
     parser = subparsers.add_parser(
         "export",
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--target", choices=TARGETS, default="cpu")
-    parser.add_argument("--checkpoint", type=Path, default=BASE_CHECKPOINT_DIR, help="checkpoint folder")
+    parser.add_argument("--checkpoint", type=Path, default=SERVED_CHECKPOINT_DIR, help="checkpoint folder")
     parser.add_argument("--repo", type=Path, default=MODEL_REPOSITORY_DIR, help="Triton model repository")
     parser.add_argument("--version", type=int, default=1, help="model version directory to write")
     parser.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from strategist.paths import BASE_CHECKPOINT_DIR, MODEL_REPOSITORY_DIR, PROJECT_ROOT
+from strategist.paths import MODEL_REPOSITORY_DIR, PROJECT_ROOT, SERVED_CHECKPOINT_DIR
 
 EXAMPLE_REQUEST = PROJECT_ROOT / "examples" / "predict_request.json"
 
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
-    parser.add_argument("--checkpoint", type=Path, default=BASE_CHECKPOINT_DIR, help="checkpoint to serve")
+    parser.add_argument("--checkpoint", type=Path, default=SERVED_CHECKPOINT_DIR, help="checkpoint to serve")
     parser.add_argument("--repo", type=Path, default=MODEL_REPOSITORY_DIR, help="Triton model repository")
     parser.add_argument(
         "--backend",

@@ -178,10 +178,10 @@ def test_config_check_names_a_wrong_tensor(exported, tmp_path):
 
 
 def test_committed_repository_files_are_the_generated_ones():
-    from strategist.paths import BASE_CHECKPOINT_DIR
+    from strategist.paths import SERVED_CHECKPOINT_DIR
 
     settings = triton_config.ServingSettings()
-    inputs = triton_config.checkpoint_input_names(BASE_CHECKPOINT_DIR)  # the shipped model's inputs
+    inputs = triton_config.checkpoint_input_names(SERVED_CHECKPOINT_DIR)  # the served model's inputs
     committed_cpu = MODEL_REPOSITORY_DIR / contract.CPU_MODEL_NAME
     assert (committed_cpu / "config.pbtxt").read_text() == triton_config.render_cpu_config(settings, inputs)
     assert (MODEL_REPOSITORY_DIR / contract.GPU_MODEL_NAME / "config.pbtxt").read_text() == (
