@@ -9,7 +9,12 @@ TARGETS = ("onnx", "cpu", "trt", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_QUEUE_DELAY_US
+    from export.triton_config import (
+        DEFAULT_MAX_BATCH,
+        DEFAULT_OPT_BATCH,
+        DEFAULT_QUEUE_DELAY_US,
+        ServingSettings,
+    )
     from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
     from strategist.paths import MODEL_REPOSITORY_DIR, SERVED_CHECKPOINT_DIR
 
@@ -49,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--instances", type=int, default=1, help="model instances (CPU: processes; GPU: per GPU)"
     )
     parser.add_argument(
-        "--cpu-threads", type=int, default=0, help="ORT threads of the CPU model (0 = all CPUs)"
+        "--cpu-threads",
+        type=int,
+        default=ServingSettings.cpu_intra_op_threads,
+        help="ORT intra-op threads of the CPU model (0 = all CPUs; default: ServingSettings')",
     )
     parser.add_argument(
         "--onnx-out", type=Path, default=Path("artifacts/export/model.onnx"), help="for --target onnx"
