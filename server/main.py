@@ -19,7 +19,7 @@ from server.metrics import GatewayMetrics
 from server.middleware import GatewayMiddleware
 from server.onnx_backend import OnnxRuntimeBackend
 from server.pipeline import Predictor
-from server.preprocess import TimingRequired
+from server.preprocess import RequestErrors
 from server.routes import health, predict
 from server.settings import GatewaySettings
 from server.triton_backend import TritonBackend
@@ -67,8 +67,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
 
 
-async def _timing_required(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TimingRequired)
+async def _request_errors(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestErrors)
     detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors]
     return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
 
@@ -141,7 +141,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     _add_request_schemas(app)
     handlers: dict[type[Exception], Any] = {
         RequestValidationError: _validation_error,
-        TimingRequired: _timing_required,
+        RequestErrors: _request_errors,
         DataError: _data_error,
         StackSizeError: _data_error,
         BackendUnavailable: _backend_unavailable,

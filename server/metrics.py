@@ -38,6 +38,13 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.input_repairs = Counter(
+            "strategist_input_repairs_total",
+            "Samples the Data Engine repaired instead of rejecting, by kind: throttle_clipped (the "
+            "104 artefact), index_backstep_repaired (sub-decimetre distance noise).",
+            ["kind"],
+            registry=self.registry,
+        )
         self.batch_rows = Histogram(
             "strategist_backend_batch_rows",
             "Rows sent to the backend per call (2 per car: as raced + clean air).",

@@ -60,6 +60,8 @@ class Predictor:
         for stage, seconds in stages.items():
             self.metrics.stage_latency.labels(stage=stage).observe(seconds)
         self.metrics.batch_rows.observe(batch.telemetry.shape[0])
+        for kind, samples in batch.corrections.items():
+            self.metrics.input_repairs.labels(kind=kind).inc(samples)
         timing = StageTimings(**{f"{stage}_ms": seconds * 1e3 for stage, seconds in stages.items()})
         log.debug(
             "request %s: %d car(s), preprocess %.2f ms, predict %.2f ms, postprocess %.2f ms",
