@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from server.admission import AdmissionMiddleware, DeadlineExceeded
 from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
 from server.metrics import GatewayMetrics
 from server.middleware import GatewayMiddleware
@@ -28,7 +29,8 @@ from strategist.errors import DataError, StackSizeError
 
 log = logging.getLogger("server")
 
-ENDPOINTS = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics"}
+PREDICT_ENDPOINTS = {"/predict", "/predict/batch"}
+ENDPOINTS = {*PREDICT_ENDPOINTS, "/healthz", "/readyz", "/metrics"}
 
 
 def make_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> InferenceBackend:
@@ -80,9 +82,11 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The log has the full reason; the body does not: Triton's messages name its internal address.
     log.warning("request %s: backend unavailable: %s", _request_id(request), exc)
+    reason = str(exc) if isinstance(exc, DeadlineExceeded) else "model backend unavailable, try again"
     return JSONResponse(
-        {"detail": f"model backend unavailable: {exc}", "request_id": _request_id(request)},
+        {"detail": reason, "request_id": _request_id(request)},
         status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "1"},
     )
@@ -91,7 +95,7 @@ async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse
 async def _backend_failed(request: Request, exc: Exception) -> JSONResponse:
     log.error("request %s: backend error: %s", _request_id(request), exc)
     return JSONResponse(
-        {"detail": f"model backend error: {exc}", "request_id": _request_id(request)},
+        {"detail": "the model backend answered with an error", "request_id": _request_id(request)},
         status.HTTP_502_BAD_GATEWAY,
     )
 
@@ -149,6 +153,16 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     }
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)
+    # Added first, so it runs inside GatewayMiddleware: request id set, metrics counted around it.
+    app.add_middleware(
+        AdmissionMiddleware,
+        paths=PREDICT_ENDPOINTS,
+        metrics=metrics,
+        max_in_flight=settings.max_in_flight,
+        deadline_s=settings.request_deadline_s,
+        max_deadline_s=settings.max_request_deadline_s,
+        body_timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS
     )

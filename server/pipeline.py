@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from server.admission import check_deadline
 from server.backend import InferenceBackend
 from server.metrics import GatewayMetrics
 from server.postprocess import postprocess
@@ -50,6 +51,8 @@ class Predictor:
                 preprocess, requests, default_race_laps=self.default_race_laps, input_names=input_names
             )
         t1 = time.perf_counter()
+        # The client has given up by its deadline: don't make Triton compute an answer nobody reads.
+        check_deadline("backend call")
         outputs = await self.backend.infer(batch.model_inputs(input_names))
         version = await self.backend.model_version()
         t2 = time.perf_counter()
