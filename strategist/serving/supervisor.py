@@ -15,6 +15,11 @@ gateway answers 503 + Retry-After and /readyz says not ready (server/triton_pool
 
 The thread is also the restarted server's parent: the launcher asks the kernel to end a server when
 the thread that started it ends (PR_SET_PDEATHSIG), so the thread lives until close().
+
+A restarted server has a pid (LocalTriton.pid) before the supervisor has seen it ready: anything
+that acts on "the restarted server" (a test, the chaos benchmark) waits for wait_restarted(n), the
+supervisor's own word, not for the new pid answering a health check. Otherwise a signal sent to the
+new server lands while the supervisor is still waiting for it to start, and that start fails.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class TritonSupervisor:
     stable_s: float = 30.0
     events: list[SupervisorEvent] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _changed: threading.Condition = field(default_factory=threading.Condition, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
 
     @property
@@ -70,8 +76,16 @@ class TritonSupervisor:
             self._thread = None
         self.triton.close()
 
+    def wait_restarted(self, count: int, timeout_s: float) -> bool:
+        """Block until the supervisor has restarted the server `count` times in all (and seen the
+        last one ready); False after `timeout_s`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.restarts >= count, timeout=timeout_s)
+
     def _record(self, kind: str, detail: str = "") -> None:
-        self.events.append(SupervisorEvent(time.monotonic(), kind, detail))
+        with self._changed:
+            self.events.append(SupervisorEvent(time.monotonic(), kind, detail))
+            self._changed.notify_all()
 
     def _watch(self) -> None:
         failed_checks = 0

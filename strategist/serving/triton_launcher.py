@@ -266,7 +266,9 @@ class LocalTriton:
         try:
             self._wait_ready(timeout_s)
         except BaseException:
-            self.stop()
+            # Not ready in time: it may be hung (a stopped process does not act on SIGTERM), and it
+            # has nothing in flight worth draining, so it is killed at once.
+            self.stop(kill=True)
             raise
         return self
 

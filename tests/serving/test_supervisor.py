@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -53,15 +52,6 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _wait_for(condition, timeout_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s")
-
-
 def test_killed_and_hung_triton_come_back_by_themselves_with_nothing_left_over(repository, tmp_path):
     triton = LocalTriton(repository, (CPU_MODEL_NAME,), log_path=tmp_path / "triton.log").start(timeout_s=120)
     supervisor = TritonSupervisor(
@@ -76,7 +66,11 @@ def test_killed_and_hung_triton_come_back_by_themselves_with_nothing_left_over(r
         assert shm, "the Python backend's shared memory was expected under /dev/shm"
 
         os.kill(first, signal.SIGKILL)  # the server alone, as `kill -9 <pid>` does
-        _wait_for(lambda: triton.pid not in (None, first) and triton.is_ready(), 90)
+        # The supervisor's own word that the new server is up: a new pid answering a health check
+        # is not enough (the supervisor may not have seen it ready yet, and the SIGSTOP below
+        # would then land in the middle of its start).
+        assert supervisor.wait_restarted(1, 90), supervisor.events
+        assert triton.pid not in (None, first) and triton.is_ready()
         assert triton.grpc_port == port
         assert _group_members(first) == [], "the killed server's stub outlived it"
         assert not any(region.exists() for region in shm), "the killed server's shared memory is left"
@@ -84,7 +78,8 @@ def test_killed_and_hung_triton_come_back_by_themselves_with_nothing_left_over(r
         second = triton.pid
         assert second is not None
         os.kill(second, signal.SIGSTOP)  # hung: the port accepts, nothing answers
-        _wait_for(lambda: triton.pid not in (None, second) and triton.is_ready(), 90)
+        assert supervisor.wait_restarted(2, 90), supervisor.events
+        assert triton.pid not in (None, second) and triton.is_ready()
         assert _group_members(second) == []
         # A restart that does not become ready in start_timeout_s is retried (back-off): the order of
         # what happened is fixed, not the number of tries.
@@ -105,3 +100,45 @@ def test_killed_and_hung_triton_come_back_by_themselves_with_nothing_left_over(r
         supervisor.close()
     assert triton.pid is None
     assert workdir is not None and not workdir.exists()
+
+
+class _FakeTriton:
+    """Enough of LocalTriton for the supervisor's loop: dies once, then restarts fine."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.starts = 0
+
+    def is_running(self) -> bool:
+        return self.running
+
+    def exit_code(self) -> int | None:
+        return None if self.running else -9
+
+    def is_ready(self, timeout_s: float = 1.0) -> bool:
+        return self.running
+
+    def stop(self, timeout_s: float = 10.0, *, kill: bool = False) -> None:
+        self.running = False
+
+    def start(self, timeout_s: float = 60.0) -> _FakeTriton:
+        self.starts += 1
+        self.running = True
+        return self
+
+    def close(self) -> None:
+        self.running = False
+
+    pid = 1
+
+
+def test_wait_restarted_is_the_supervisors_word_and_times_out_without_a_restart():
+    fake = _FakeTriton()
+    supervisor = TritonSupervisor(fake, check_interval_s=0.01).start()  # type: ignore[arg-type]
+    try:
+        assert not supervisor.wait_restarted(1, 0.2)  # nothing died: no restart
+        fake.running = False
+        assert supervisor.wait_restarted(1, 10)
+        assert fake.starts == 1 and [e.kind for e in supervisor.events] == ["died", "restarted"]
+    finally:
+        supervisor.close()
