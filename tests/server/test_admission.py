@@ -211,3 +211,32 @@ def test_client_that_disconnects_mid_upload_is_no_500_and_counted_apart(tiny_mod
     assert (
         _metric(app, "strategist_request_errors_total", {"endpoint": "/predict", "reason": "internal"}) == 0
     )
+
+
+def test_triton_down_503_bodies_do_not_name_the_triton_address():
+    """The gateway in front of a Triton that is not there: /predict and /predict/batch answer 503 +
+    Retry-After, and neither the body nor the headers carry Triton's address (the gRPC error names it;
+    only the log may)."""
+    from fastapi.testclient import TestClient
+
+    from server.settings import GatewaySettings
+    from strategist.serving.triton_launcher import free_port
+
+    port = free_port()  # nothing listens there
+    address = f"127.0.0.1:{port}"
+    settings = GatewaySettings(
+        backend="triton",
+        triton_url=address,
+        api_key="test-key",
+        request_timeout_s=1.0,
+        request_deadline_s=2.0,
+    )
+    batch = json.dumps({"cars": [simulated_request(4), simulated_request(5)]}).encode()
+    with TestClient(create_app(settings)) as client:
+        for path, body in (("/predict", BODY), ("/predict/batch", batch)):
+            response = client.post(path, content=body, headers=HEADERS)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            exposed = response.text + "".join(f"{k}: {v}" for k, v in response.headers.items())
+            assert str(port) not in exposed and "127.0.0.1" not in exposed, exposed
+            assert response.json()["detail"] == "model backend unavailable, try again"
