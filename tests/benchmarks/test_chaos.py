@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 from benchmarks import chaos
@@ -24,7 +25,12 @@ def test_stack_processes_finds_a_process_by_its_marker_until_it_exits():
     marker = f"chaos-marker-{uuid.uuid4().hex}"
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker])
     try:
-        assert [pid for pid, _ in chaos.stack_processes(marker)] == [child.pid]
+        found: list[int] = []
+        deadline = time.monotonic() + 10.0
+        while not found and time.monotonic() < deadline:  # the new command line may show a moment late
+            found = [pid for pid, _ in chaos.stack_processes(marker)]
+            time.sleep(0.05)
+        assert found == [child.pid]
         assert chaos.group_members(child.pid) == []  # not a group leader
     finally:
         child.kill()
