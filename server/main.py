@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from server.admission import AdmissionMiddleware, DeadlineExceeded
 from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
 from server.decode import UnsupportedMediaType, cap_errors
 from server.fast_path import LeanPredictPath
@@ -22,7 +23,7 @@ from server.metrics import GatewayMetrics
 from server.middleware import GatewayMiddleware
 from server.onnx_backend import OnnxRuntimeBackend
 from server.pipeline import Predictor
-from server.preprocess import TimingRequired
+from server.preprocess import RequestErrors
 from server.routes import health, predict
 from server.settings import GatewaySettings
 from server.triton_backend import TritonBackend
@@ -31,7 +32,8 @@ from strategist.errors import DataError, StackSizeError
 
 log = logging.getLogger("server")
 
-ENDPOINTS = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics"}
+PREDICT_ENDPOINTS = {"/predict", "/predict/batch"}
+ENDPOINTS = {*PREDICT_ENDPOINTS, "/healthz", "/readyz", "/metrics"}
 
 
 def make_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> InferenceBackend:
@@ -72,8 +74,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
 
 
-async def _timing_required(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TimingRequired)
+async def _request_errors(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestErrors)
     detail = cap_errors(
         [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors]
     )
@@ -93,9 +95,11 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The log has the full reason; the body does not: Triton's messages name its internal address.
     log.warning("request %s: backend unavailable: %s", _request_id(request), exc)
+    reason = str(exc) if isinstance(exc, DeadlineExceeded) else "model backend unavailable, try again"
     return JSONResponse(
-        {"detail": f"model backend unavailable: {exc}", "request_id": _request_id(request)},
+        {"detail": reason, "request_id": _request_id(request)},
         status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "1"},
     )
@@ -104,7 +108,7 @@ async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse
 async def _backend_failed(request: Request, exc: Exception) -> JSONResponse:
     log.error("request %s: backend error: %s", _request_id(request), exc)
     return JSONResponse(
-        {"detail": f"model backend error: {exc}", "request_id": _request_id(request)},
+        {"detail": "the model backend answered with an error", "request_id": _request_id(request)},
         status.HTTP_502_BAD_GATEWAY,
     )
 
@@ -157,7 +161,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     _add_request_schemas(app)
     handlers: dict[type[Exception], Any] = {
         RequestValidationError: _validation_error,
-        TimingRequired: _timing_required,
+        RequestErrors: _request_errors,
         UnsupportedMediaType: _unsupported_media_type,
         DataError: _data_error,
         StackSizeError: _data_error,
@@ -167,7 +171,17 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)
     if settings.lean_routes:
-        app.add_middleware(LeanPredictPath)  # added first: it runs inside GatewayMiddleware
+        app.add_middleware(LeanPredictPath)  # innermost: the hot routes, behind admission control
+    # Added before GatewayMiddleware, so it runs inside it: request id set, metrics counted around it.
+    app.add_middleware(
+        AdmissionMiddleware,
+        paths=PREDICT_ENDPOINTS,
+        metrics=metrics,
+        max_in_flight=settings.max_in_flight,
+        deadline_s=settings.request_deadline_s,
+        max_deadline_s=settings.max_request_deadline_s,
+        body_timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS
     )

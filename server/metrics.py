@@ -38,6 +38,31 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Admission control (server/admission.py).
+        self.in_flight = Gauge(
+            "strategist_requests_in_flight",
+            "Prediction requests admitted and not yet answered.",
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "strategist_requests_shed_total",
+            "Prediction requests refused or cut short on purpose, by reason: in_flight (429, the limit "
+            "was reached), deadline (503, past the request's deadline), body_timeout (408).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.client_disconnects = Counter(
+            "strategist_client_disconnects_total",
+            "Prediction requests whose client left before the answer (not counted as requests or errors).",
+            registry=self.registry,
+        )
+        self.input_repairs = Counter(
+            "strategist_input_repairs_total",
+            "Samples the Data Engine repaired instead of rejecting, by kind: throttle_clipped (the "
+            "104 artefact), index_backstep_repaired (sub-decimetre distance noise).",
+            ["kind"],
+            registry=self.registry,
+        )
         self.batch_rows = Histogram(
             "strategist_backend_batch_rows",
             "Rows sent to the backend per call (2 per car: as raced + clean air).",

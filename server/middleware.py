@@ -16,6 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.admission import CLIENT_GONE
 from server.metrics import GatewayMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -26,9 +27,11 @@ ERROR_REASONS = {
     401: "auth",
     404: "not_found",
     405: "method",
+    408: "body_timeout",
     413: "too_large",
     415: "media_type",
     422: "validation",
+    429: "overloaded",
     500: "internal",
     502: "backend_error",
     503: "unavailable",
@@ -79,11 +82,16 @@ class GatewayMiddleware:
                 return
             await self.app(scope, self._limited(receive), send_with_id)
         finally:
-            self.metrics.requests.labels(endpoint=endpoint, status=str(response_status)).inc()
-            if response_status >= 400:
-                reason = ERROR_REASONS.get(response_status, f"http_{response_status}")
-                self.metrics.errors.labels(endpoint=endpoint, reason=reason).inc()
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            # A client that left is counted by server/admission.py: no answer was due, so no status.
+            if not scope["state"].get(CLIENT_GONE):
+                self._count(endpoint, response_status, time.perf_counter() - started)
+
+    def _count(self, endpoint: str, response_status: int, seconds: float) -> None:
+        self.metrics.requests.labels(endpoint=endpoint, status=str(response_status)).inc()
+        if response_status >= 400:
+            reason = ERROR_REASONS.get(response_status, f"http_{response_status}")
+            self.metrics.errors.labels(endpoint=endpoint, reason=reason).inc()
+        self.metrics.latency.labels(endpoint=endpoint).observe(seconds)
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0

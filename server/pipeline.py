@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from server.admission import check_deadline
 from server.backend import InferenceBackend
 from server.metrics import GatewayMetrics
 from server.postprocess import postprocess
@@ -50,6 +51,8 @@ class Predictor:
                 preprocess, requests, default_race_laps=self.default_race_laps, input_names=input_names
             )
         t1 = time.perf_counter()
+        # The client has given up by its deadline: don't make Triton compute an answer nobody reads.
+        check_deadline("backend call")
         outputs = await self.backend.infer(batch.model_inputs(input_names))
         version = await self.backend.model_version()
         t2 = time.perf_counter()
@@ -60,6 +63,8 @@ class Predictor:
         for stage, seconds in stages.items():
             self.metrics.stage_latency.labels(stage=stage).observe(seconds)
         self.metrics.batch_rows.observe(batch.telemetry.shape[0])
+        for kind, samples in batch.corrections.items():
+            self.metrics.input_repairs.labels(kind=kind).inc(samples)
         timing = StageTimings(**{f"{stage}_ms": seconds * 1e3 for stage, seconds in stages.items()})
         log.debug(
             "request %s: %d car(s), preprocess %.2f ms, predict %.2f ms, postprocess %.2f ms",

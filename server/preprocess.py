@@ -13,8 +13,9 @@ dataset builder's encoder); the clean-air row carries the same context (only tac
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,18 +23,54 @@ import numpy as np
 from server.schemas import TIMING_FIELDS, CarGap, FuelParams, LapTelemetry, PredictRequest, TimingRecord
 from strategist import contract
 from strategist.data.context import LapTiming, context_vector
-from strategist.data.engine import AlignedLap, RawLap, build_model_inputs
+from strategist.data.engine import AlignedLap, RawLap, align_slot, build_model_inputs
 from strategist.data.fuel import FuelModel
 from strategist.data.tactical import Neighbour, tactical_tensor
+from strategist.errors import DataError
 
 
-class TimingRequired(ValueError):
-    """The served model reads the timing context and laps lack `timing`; `errors` are pydantic-style
-    {"loc", "msg", "type"} entries, loc relative to the body (the gateway answers 422)."""
+class RequestErrors(ValueError):
+    """What preprocessing found wrong in a request; `errors` are pydantic-style {"loc", "msg",
+    "type"} entries, loc relative to the body (the gateway answers 422)."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
         self.errors = errors
+
+
+class TimingRequired(RequestErrors):
+    """The served model reads the timing context and laps lack `timing`."""
+
+
+def lap_field_loc(lap: LapTelemetry, engine_field: str | None) -> tuple[str, ...]:
+    """Where in the request lap a Data Engine error belongs. The engine names its own fields:
+    "Distance" is `distance_m` when the lap gives it, else the distance integrated from Speed over
+    time_s (a lap whose Speed is all 0 covers 0 m: its Speed is what is wrong); "Time" is `time_s`."""
+    if engine_field is None:
+        return ()
+    if engine_field == "Distance":
+        return ("distance_m",) if lap.distance_m is not None else ("channels", "Speed")
+    if engine_field == "Time":
+        return ("time_s",)
+    if engine_field in contract.CHANNELS:
+        return ("channels", engine_field)
+    return ()
+
+
+def _align_lap(
+    lap: LapTelemetry, where: str, loc: tuple[str | int, ...], counters: Counter[str]
+) -> np.ndarray:
+    """One request lap -> float32 [N_STEPS, 5]; a DataError becomes a 422 entry at the lap's field."""
+    try:
+        return align_slot(lap_input(lap, where), counters=counters)
+    except DataError as exc:
+        # DataError wraps its message as "field F: <where>: <reason> (field F)": loc says the field.
+        message = str(exc)
+        if exc.field:
+            message = message.removeprefix(f"field {exc.field}: ").removesuffix(f" (field {exc.field})")
+        raise RequestErrors(
+            [{"loc": (*loc, *lap_field_loc(lap, exc.field)), "msg": message, "type": "data_error"}]
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -48,6 +85,8 @@ class PreparedBatch:
     fuel_sources: list[str]  # [N] "request", "race_laps" or "default"
     requests: Sequence[PredictRequest]
     clean_rows: list[int | None]  # [N] row of each car's clean-air counterfactual; None = not asked
+    # What the Data Engine repaired on the way (throttle_clipped, index_backstep_repaired): samples.
+    corrections: Counter[str] = field(default_factory=Counter)
 
     @property
     def n_cars(self) -> int:
@@ -136,10 +175,14 @@ def preprocess(
     clean_air = tactical_tensor(None, None)
     telemetry, tactical, contexts = [], [], []
     reference, fuel_models, sources = [], [], []
+    corrections: Counter[str] = Counter()
     for car_index, request in enumerate(requests):
         prefix = f"cars[{car_index}]." if len(requests) > 1 else ""
+        car_loc: tuple[str | int, ...] = ("cars", car_index) if len(requests) > 1 else ()
         laps = [
-            lap_input(lap, f"{prefix}laps[{slot_index}] (lap {slot})")
+            _align_lap(
+                lap, f"{prefix}laps[{slot_index}] (lap {slot})", (*car_loc, "laps", slot_index), corrections
+            )
             for slot_index, (slot, lap) in enumerate(zip(contract.LAP_SLOTS, request.laps, strict=True))
         ]
         stack, tac = build_model_inputs(laps, neighbour(request.ahead), neighbour(request.behind))
@@ -175,6 +218,7 @@ def preprocess(
         fuel_models=fuel_models,
         fuel_sources=sources,
         requests=requests,
+        corrections=corrections,
     )
 
 

@@ -69,6 +69,27 @@ class GatewaySettings(BaseSettings):
     request_timeout_s: float = Field(
         default=2.0, gt=0, le=60, description="Deadline for one backend call; slower -> 503 (never a hang)."
     )
+    request_deadline_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Deadline of a whole prediction request from its arrival (body, queueing, backend); "
+        "past it -> 503 + Retry-After. A client may ask for its own with X-Request-Deadline-Ms or "
+        "grpc-timeout, up to max_request_deadline_s.",
+    )
+    max_request_deadline_s: float = Field(
+        default=10.0, gt=0, le=300, description="Longest deadline a client header may ask for."
+    )
+    max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="Most prediction requests admitted at once; one more -> 429 + Retry-After at once "
+        "(what keeps admitted requests within their deadline under overload).",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="The whole request body must arrive within this; else 408."
+    )
     readiness_timeout_s: float = Field(
         default=1.0, gt=0, le=30, description="Deadline of the /readyz backend check."
     )

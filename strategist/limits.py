@@ -58,6 +58,13 @@ assert MAX_REQUEST_PACE_DELTA_S >= contract.MAX_ABS_PACE_DELTA_S
 MAX_BATCH_CARS = 64
 
 INDEX_UNITS: dict[str, str] = {"distance_m": "m", "time_s": "s"}
+# How far an index may fall behind its furthest value so far and still count as sensor noise.
+# Real distance-indexed sources (~7.5 Hz) start a lap at -0.04 m and step back to -0.049 m, and a
+# car at a standstill wobbles back by centimetres (44.2424 -> 44.2055 m): below a decimetre that is
+# noise, repaired by a running maximum and counted (BACKSTEP_COUNTER), never a 422. Time has no
+# such noise: a timestamp that goes back is a broken feed.
+INDEX_BACKSTEP_TOLERANCE: dict[str, float] = {"distance_m": 0.1, "time_s": 0.0}
+BACKSTEP_COUNTER = "index_backstep_repaired"  # the Data Engine's counter of repaired samples
 
 
 def _first(mask: np.ndarray) -> int:
@@ -120,13 +127,29 @@ def check_index_length(index_name: str, index: np.ndarray, n: int) -> None:
 
 
 def check_not_decreasing(index_name: str, index: np.ndarray) -> None:
-    """Repeated values are allowed (a stopped car; FastF1 repeats timestamps), going back is not."""
-    backwards = np.diff(index) < 0
+    """Repeated values are allowed (a stopped car; FastF1 repeats timestamps), going back is not,
+    beyond INDEX_BACKSTEP_TOLERANCE behind the furthest value so far (noise: see
+    repair_not_decreasing)."""
+    if index.size < 2:
+        return
+    furthest = np.maximum.accumulate(index)
+    backwards = index < furthest - INDEX_BACKSTEP_TOLERANCE.get(index_name, 0.0)
     if backwards.any():
         i = _first(backwards)
         raise ValueError(
-            f"{index_name} must not decrease: sample {i + 1} goes {index[i]:g} -> {index[i + 1]:g}"
+            f"{index_name} must not decrease: sample {i} goes back to {index[i]:g} after {furthest[i]:g}"
+            f" (tolerance {INDEX_BACKSTEP_TOLERANCE.get(index_name, 0.0):g} {INDEX_UNITS[index_name]})"
         )
+
+
+def repair_not_decreasing(index: np.ndarray) -> tuple[np.ndarray, int]:
+    """The index with backward steps (within tolerance, checked first) raised to the furthest value
+    so far, and how many samples that changed. Returns the input itself when nothing changed."""
+    if index.size < 2:
+        return index, 0
+    furthest = np.maximum.accumulate(index)
+    changed = int(np.count_nonzero(furthest != index))
+    return (furthest, changed) if changed else (index, 0)
 
 
 def check_lap_span(index_name: str, index: np.ndarray) -> None:

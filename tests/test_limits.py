@@ -99,3 +99,57 @@ def test_request_pace_delta_beyond_the_encoding_clip_is_accepted_and_clipped():
     too_far = request_with(aligned_lap(50.0)) | {"ahead": {"gap_s": 1.0, "pace_delta_s": 61.0}}
     with pytest.raises(ValidationError, match="less than or equal to 60"):
         PredictRequest.model_validate(too_far)
+
+
+def noisy_distance_lap(backsteps: dict[int, float]) -> dict:
+    """A 400-sample lap over 5 km whose distance steps back by `backsteps[i]` metres at sample i."""
+    lap = short_raw_lap(400, 5000.0)
+    distance = np.array(lap["distance_m"]) - 0.04  # a real source starts the lap at -0.04 m
+    for i, back in backsteps.items():
+        distance[i] = distance[i - 1] - back
+    lap["distance_m"] = distance.tolist()
+    return lap
+
+
+def test_sub_decimetre_distance_noise_is_repaired_and_counted_everywhere():
+    # 9 mm (lap start), 37 mm (standstill wobble): the real sensor noise, below the tolerance.
+    lap = noisy_distance_lap({1: 0.009, 200: 0.0369, 201: 0.01})
+    limits.check_not_decreasing("distance_m", np.array(lap["distance_m"]))  # no ValueError
+    request = PredictRequest.model_validate(request_with(lap))
+    binary_format.decode(binary_format.encode(request_with(lap)))  # the binary body accepts it too
+    counters: Counter[str] = Counter()
+    align_lap(lap["channels"], distance_m=lap["distance_m"], counters=counters)
+    assert counters[limits.BACKSTEP_COUNTER] == 3
+    batch = preprocess([request], default_race_laps=50)
+    assert batch.corrections[limits.BACKSTEP_COUNTER] == 3
+
+
+def test_repair_is_a_running_maximum():
+    index = np.array([0.0, 1.0, 0.95, 0.97, 2.0])
+    repaired, changed = limits.repair_not_decreasing(index)
+    np.testing.assert_array_equal(repaired, [0.0, 1.0, 1.0, 1.0, 2.0])
+    assert changed == 2
+    same, none = limits.repair_not_decreasing(np.array([0.0, 0.0, 1.0]))
+    assert none == 0 and same.tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "backsteps",
+    [
+        {100: 0.5},  # half a metre back: not noise
+        {100: 0.06, 101: 0.06},  # two small steps add up to 12 cm behind the furthest point
+    ],
+)
+def test_distance_further_back_than_the_tolerance_is_still_rejected(backsteps):
+    lap = noisy_distance_lap(backsteps)
+    with pytest.raises(ValidationError, match="distance_m must not decrease"):
+        PredictRequest.model_validate(request_with(lap))
+    with pytest.raises(binary_format.BinaryFormatError, match="distance_m must not decrease"):
+        binary_format.decode(binary_format.encode(request_with(lap)))
+    with pytest.raises(DataError, match="distance_m must not decrease"):
+        align_lap(lap["channels"], distance_m=lap["distance_m"])
+
+
+def test_time_going_back_at_all_is_rejected():
+    with pytest.raises(ValueError, match="time_s must not decrease"):
+        limits.check_not_decreasing("time_s", np.array([0.0, 1.0, 0.999, 2.0]))

@@ -30,9 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: local Triton, or in-process ONNX Runtime when Triton cannot start (default)",
     )
     parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token clients must send (default: $STRATEGIST_API_KEY; neither = open)",
+    )
+    parser.add_argument(
         "--api-key",
-        default=os.environ.get("STRATEGIST_API_KEY"),
-        help="bearer token clients must send (default $STRATEGIST_API_KEY; none = open)",
+        default=None,
+        help="the token itself (discouraged: visible to every local user in `ps`; use "
+        "--api-key-file or $STRATEGIST_API_KEY)",
     )
     parser.add_argument("--triton-timeout", type=float, default=120.0, help="seconds to wait for Triton")
     parser.add_argument("--triton-grpc-port", type=int, default=None, help="default: a free port")
@@ -52,6 +59,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def api_key(args: argparse.Namespace) -> str | None:
+    """The API key from --api-key-file, --api-key (warned about) or $STRATEGIST_API_KEY, in that order."""
+    import logging
+
+    from strategist.errors import StrategistError
+
+    if args.api_key_file is not None:
+        try:
+            key = args.api_key_file.read_text().strip()
+        except OSError as exc:
+            raise StrategistError(f"--api-key-file {args.api_key_file}: {exc.strerror}") from None
+        if not key:
+            raise StrategistError(f"--api-key-file {args.api_key_file} is empty")
+        return key
+    if args.api_key:
+        logging.getLogger("strategist.serve").warning(
+            "--api-key puts the key in the process list (ps) for every local user: "
+            "prefer --api-key-file or $STRATEGIST_API_KEY"
+        )
+        return str(args.api_key)
+    return os.environ.get("STRATEGIST_API_KEY") or None
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
@@ -64,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         repo=args.repo.resolve(),
         checkpoint=args.checkpoint.resolve(),
         backend=args.backend,
-        api_key=args.api_key,
+        api_key=api_key(args),
         triton_timeout_s=args.triton_timeout,
         triton_grpc_port=args.triton_grpc_port,
         example=args.example,

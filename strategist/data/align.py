@@ -17,6 +17,9 @@ only comparable after putting them on a common *distance* axis. Choices:
   counted in `counters["throttle_clipped"]` (`clip_throttle`; laps that arrive already aligned get
   the same clip and count through `prepare_aligned_lap`). Brake as booleans or 0/1 (or 0-100 from older FastF1)
   becomes 0/1 (any value > 0 is 1).
+- A distance index that steps back by less than limits.INDEX_BACKSTEP_TOLERANCE (sensor noise of
+  real ~7.5 Hz sources) is raised to its running maximum and counted in
+  `counters["index_backstep_repaired"]`; further back is an error.
 - Bad input raises DataError naming `where` (file/driver/lap as the caller knows them) and the
   field: NaN/inf values, time or distance going backwards, too few samples, a lap of no length,
   negative speeds, gears outside 0-8. The minimum sample count and lap length are the shared input
@@ -35,7 +38,15 @@ from numpy.typing import ArrayLike
 
 from strategist.contract import CHANNELS, DISCRETE_CHANNELS, N_STEPS
 from strategist.errors import DataError
-from strategist.limits import LAP_DISTANCE_RANGE_M, MAX_GEAR, MIN_LAP_SAMPLES, THROTTLE_CLIP
+from strategist.limits import (
+    BACKSTEP_COUNTER,
+    LAP_DISTANCE_RANGE_M,
+    MAX_GEAR,
+    MIN_LAP_SAMPLES,
+    THROTTLE_CLIP,
+    check_not_decreasing,
+    repair_not_decreasing,
+)
 
 MIN_LAP_DISTANCE_M = LAP_DISTANCE_RANGE_M[0]
 
@@ -158,7 +169,14 @@ def align_lap(
 
     if distance_m is not None:
         dist = _as_1d(distance_m, "Distance", n, where)
-        _check_non_decreasing(dist, "Distance", where)
+        # Sub-decimetre backward steps are sensor noise (strategist.limits): repaired and counted.
+        try:
+            check_not_decreasing("distance_m", dist)
+        except ValueError as exc:
+            raise _fail(where, str(exc), "Distance") from None
+        dist, repaired = repair_not_decreasing(dist)
+        if repaired and counters is not None:
+            counters[BACKSTEP_COUNTER] += repaired
         dist = dist - dist[0]
     elif time_s is not None:
         t = _as_1d(time_s, "Time", n, where)

@@ -66,12 +66,12 @@ def align_raw_lap(
     )
 
 
-def _aligned(
+def align_slot(
     lap: RawLap | AlignedLap | np.ndarray,
-    segment: tuple[float, float] | None,
-    counters: Counter[str] | None,
+    segment: tuple[float, float] | None = None,
+    counters: Counter[str] | None = None,
 ) -> np.ndarray:
-    """One slot's float32 [N_STEPS, 5]."""
+    """One slot's float32 [N_STEPS, 5] (an ndarray is taken as already aligned)."""
     if isinstance(lap, np.ndarray):
         return lap
     if isinstance(lap, AlignedLap):
@@ -97,5 +97,5 @@ def build_model_inputs(
         raise StackSizeError(
             f"a lap stack needs exactly {N_LAP_CONTEXT} laps {list(LAP_SLOTS)}, got {len(laps)}"
         )
-    aligned = [_aligned(lap, segment, counters) for lap in laps]
+    aligned = [align_slot(lap, segment, counters) for lap in laps]
     return stack_laps(aligned), tactical_tensor(ahead, behind)

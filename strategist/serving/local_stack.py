@@ -2,10 +2,13 @@
 
 repository  <repo>/virtual_strategist_cpu/1/model.onnx from the checkpoint (export code) when
             missing or older than the checkpoint's weights
-backend     local Triton (nvidia-pytriton's tritonserver, Python backend + ONNX Runtime); when it
+backend     local Triton (nvidia-pytriton's tritonserver, Python backend + ONNX Runtime), supervised:
+            restarted by itself when it dies or hangs (strategist.serving.supervisor); when it
             cannot start and the backend is "auto", the same ONNX in-process (ONNX Runtime),
             said in the log
-gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton
+gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton (its work folder removed)
+
+The API key is never printed: the "Try it" line reads it from $STRATEGIST_API_KEY.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
 from strategist.errors import StrategistError
 from strategist.serving.example_payload import write_example_request
+from strategist.serving.supervisor import TritonSupervisor
 from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError
 
 log = logging.getLogger("strategist.serve")
@@ -74,7 +78,7 @@ def start_backend(options: ServeOptions) -> tuple[GatewaySettings, LocalTriton |
         try:
             triton.start(timeout_s=options.triton_timeout_s)
         except TritonLaunchError as exc:
-            triton.stop()
+            triton.close()
             if options.backend == "triton":
                 raise
             log.warning(
@@ -102,13 +106,18 @@ def settings_environment(settings: GatewaySettings) -> dict[str, str]:
     return env
 
 
-def curl_example(url: str, example: Path | None, api_key: str | None) -> str:
-    parts = ["curl", "-s", f"{url}/predict", "-H", "Content-Type: application/json"]
-    if api_key:
-        parts += ["-H", f"Authorization: Bearer {api_key}"]
+API_KEY_ENV = "STRATEGIST_API_KEY"
+
+
+def curl_example(url: str, example: Path | None, with_key: bool) -> str:
+    """A curl line to paste; with a key it refers to $STRATEGIST_API_KEY (the key itself is never
+    printed: terminals, logs and screen shares keep what is printed)."""
+    parts = [shlex.join(["curl", "-s", f"{url}/predict", "-H", "Content-Type: application/json"])]
+    if with_key:
+        parts.append(f'-H "Authorization: Bearer ${API_KEY_ENV}"')
     if example is not None:
-        parts += ["--data", f"@{example}"]
-    return shlex.join(parts)
+        parts.append(shlex.join(["--data", f"@{example}"]))
+    return " ".join(parts)
 
 
 def ensure_example(path: Path | None) -> Path | None:
@@ -138,8 +147,10 @@ def serve(options: ServeOptions) -> int:
     ensure_cpu_repository(options.repo, options.checkpoint)
     example = ensure_example(options.example)
     settings, triton = start_backend(options)
+    supervisor = (
+        TritonSupervisor(triton, start_timeout_s=options.triton_timeout_s).start() if triton else None
+    )
     url = f"http://{options.host}:{options.port}"
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
 
     class AnnouncingServer(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -148,7 +159,7 @@ def serve(options: ServeOptions) -> int:
                 lines = [
                     f"Virtual Strategist serving on {url} (backend: {settings.backend}; docs: {url}/docs)",
                     "Try it:",
-                    "  " + curl_example(url, example, api_key),
+                    "  " + curl_example(url, example, settings.api_key is not None),
                     "Ctrl-C stops the gateway and Triton.",
                 ]
                 print("\n".join(lines), file=sys.stderr, flush=True)
@@ -169,7 +180,7 @@ def serve(options: ServeOptions) -> int:
             # Each worker is its own process with its own event loop and backend client, built from
             # the environment; uvicorn binds the socket once and the kernel spreads connections.
             os.environ.update(settings_environment(settings))
-            print(f"{options.workers} gateway workers on {url}; try:\n  " + curl_example(url, example, api_key),
+            print(f"{options.workers} gateway workers on {url}; try:\n  " + curl_example(url, example, settings.api_key is not None),
                   file=sys.stderr, flush=True)  # fmt: skip
             uvicorn.run(
                 "server.main:create_app",
@@ -185,7 +196,7 @@ def serve(options: ServeOptions) -> int:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; the stop is intended.
         log.info("Ctrl-C: gateway stopped")
     finally:
-        if triton is not None:
+        if supervisor is not None:
             log.info("stopping Triton")
-            triton.stop()
+            supervisor.close()
     return 0 if started or server.started else 1

@@ -8,12 +8,15 @@ starts that binary on a model repository (normally the CPU model `virtual_strate
   Python, so it must match the numpy/onnxruntime it imports);
 - `LD_LIBRARY_PATH` gains the wheel's `nvidia_pytriton.libs/` (the copied backend links to it),
   `PYTHONPATH` gains this interpreter's site-packages (numpy, onnxruntime for the stub);
-- gRPC / HTTP / metrics ports are free ports unless given; models load explicitly;
+- gRPC / HTTP / metrics ports are free ports unless given, all on 127.0.0.1; the server reads a
+  repository of links to the named models only, with model control mode "none": nothing can load or
+  unload a model through its ports (any local process could reach them, the gateway is the public face);
 - the server's log is kept in a file; `stop()` sends SIGTERM, then SIGKILL, to the server's process
-  group (the stubs included); the server dies with its parent (PR_SET_PDEATHSIG) and at interpreter
-  exit (atexit).
+  group (the stubs included) and removes its shared-memory regions; `start()` again restarts it on
+  the same ports (strategist.serving.supervisor does that by itself); `close()` also removes the
+  work folder. The server dies with its parent (PR_SET_PDEATHSIG) and at interpreter exit (atexit).
 
-    with LocalTriton("model_repository").start(timeout_s=60) as triton:
+    with LocalTriton("model_repository").start(timeout_s=60) as triton:  # close()d on exit
         client = tritonclient.grpc.InferenceServerClient(triton.grpc_url)
 """
 
@@ -175,6 +178,7 @@ class LocalTriton:
         self._workdir: Path | None = None
         self._log_file: object | None = None
         self._shm_prefix = f"strategist_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
+        self._served_repository: Path | None = None
 
     # --- addresses -----------------------------------------------------------------------
     @property
@@ -203,11 +207,12 @@ class LocalTriton:
         cache_dir = binary.parent.parent / "caches"
         args = [
             str(binary),
-            f"--model-repository={self.model_repository}",
+            f"--model-repository={self._served_repository or self.model_repository}",
             f"--backend-directory={backends}",
             f"--cache-directory={cache_dir}",
-            "--model-control-mode=explicit",
-            *(f"--load-model={name}" for name in self.model_names),
+            # "none": every model of the (links-only) repository loads at start, and the repository
+            # API refuses load/unload, so no local process can take the model away.
+            "--model-control-mode=none",
             "--grpc-address=127.0.0.1",  # loopback only: the gateway is the public face
             f"--grpc-port={self.grpc_port}",
             "--http-address=127.0.0.1",
@@ -236,8 +241,12 @@ class LocalTriton:
             if not (self.model_repository / name / "config.pbtxt").is_file():
                 raise TritonLaunchError(f"{self.model_repository / name / 'config.pbtxt'} not found")
         binary = find_tritonserver()
-        self._workdir = Path(tempfile.mkdtemp(prefix="strategist-triton-"))
-        backends = prepare_backend_dir(self._workdir)
+        if self._workdir is None:  # a restart reuses the folder (and appends to its log)
+            self._workdir = Path(tempfile.mkdtemp(prefix="strategist-triton-"))
+        backends = self._workdir / "backends"
+        if not (backends / "python").is_dir():
+            backends = prepare_backend_dir(self._workdir)
+        self._served_repository = self._link_repository(self._workdir / "repository")
         if self._log_path is None:
             self._log_path = self._workdir / "tritonserver.log"
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,13 +262,25 @@ class LocalTriton:
             preexec_fn=_die_with_parent,
             start_new_session=True,  # own process group: stop() reaches the stubs, Ctrl-C goes to us
         )
-        atexit.register(self.stop)
+        atexit.register(self.close)
         try:
             self._wait_ready(timeout_s)
         except BaseException:
-            self.stop()
+            # Not ready in time: it may be hung (a stopped process does not act on SIGTERM), and it
+            # has nothing in flight worth draining, so it is killed at once.
+            self.stop(kill=True)
             raise
         return self
+
+    def _link_repository(self, target: Path) -> Path:
+        """A repository holding links to the named models only (model control mode "none" loads
+        everything it finds)."""
+        target.mkdir(parents=True, exist_ok=True)
+        for name in self.model_names:
+            link = target / name
+            if not link.is_symlink():
+                link.symlink_to(self.model_repository / name, target_is_directory=True)
+        return target
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -277,23 +298,28 @@ class LocalTriton:
             f"tritonserver not ready after {timeout_s:.0f} s; log {self._log_path}:\n{self.log_tail()}"
         )
 
-    def _http_ok(self, path: str) -> bool:
+    def _http_ok(self, path: str, timeout_s: float = 1.0) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=1.0) as response:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=timeout_s) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
 
-    def is_ready(self) -> bool:
-        """Server live and ready, and every requested model ready (HTTP health endpoints)."""
+    def is_ready(self, timeout_s: float = 1.0) -> bool:
+        """Server live and ready, and every requested model ready (HTTP health endpoints; a hung
+        server fails after timeout_s)."""
         if self._process is None or self._process.poll() is not None:
             return False
-        return self._http_ok("/v2/health/ready") and all(
-            self._http_ok(f"/v2/models/{name}/ready") for name in self.model_names
+        return self._http_ok("/v2/health/ready", timeout_s) and all(
+            self._http_ok(f"/v2/models/{name}/ready", timeout_s) for name in self.model_names
         )
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has exited (None while running or not started)."""
+        return None if self._process is None else self._process.poll()
 
     def log_tail(self, lines: int = 40) -> str:
         if self._log_path is None or not self._log_path.exists():
@@ -306,11 +332,16 @@ class LocalTriton:
             raise TritonLaunchError("tritonserver was not started")
         return self._process.wait()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the server's process group, SIGKILL it after `timeout_s`; idempotent."""
+    def stop(self, timeout_s: float = 10.0, *, kill: bool = False) -> None:
+        """SIGTERM the server's process group, SIGKILL it after `timeout_s` (at once with `kill`: a
+        hung server does not act on SIGTERM); reap it, its stubs and their shared memory. Idempotent;
+        start() may follow."""
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
+            if kill:
+                self._signal_group(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout_s)
+            elif process.poll() is None:
                 self._signal_group(process.pid, signal.SIGTERM)
                 try:
                     process.wait(timeout=timeout_s)
@@ -319,15 +350,22 @@ class LocalTriton:
                     process.wait(timeout=timeout_s)
             # Stubs left behind by a killed server would hold shared memory: clear the group.
             self._signal_group(process.pid, signal.SIGKILL)
-        with contextlib.suppress(ValueError):
-            atexit.unregister(self.stop)
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None
         self._remove_shared_memory()
-        if self._workdir is not None:
-            # Keep the log (it may live in the work folder); drop the copied backend.
-            shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+
+    def close(self) -> None:
+        """stop(), then remove the work folder (the copied backend, the links and a log kept there);
+        idempotent."""
+        self.stop()
+        with contextlib.suppress(ValueError):
+            atexit.unregister(self.close)
+        workdir, self._workdir = self._workdir, None
+        if workdir is not None:
+            if self._log_path is not None and self._log_path.is_relative_to(workdir):
+                self._log_path = None
+            shutil.rmtree(workdir, ignore_errors=True)
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -352,4 +390,4 @@ class LocalTriton:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()

@@ -203,6 +203,8 @@ def test_lap_the_data_engine_rejects_is_422_naming_the_lap(client):
     (error,) = response.json()["detail"]
     assert error["type"] == "data_error"
     assert "laps[3] (lap L-5)" in error["msg"] and "lap covers 0.0 m" in error["msg"]
+    # The lap has no distance_m: what is wrong is its Speed (integrated over time_s), not a "Distance".
+    assert error["loc"] == ["body", "laps", 3, "channels", "Speed"]
 
 
 def test_body_over_the_limit_is_413(tiny_model):

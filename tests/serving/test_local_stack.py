@@ -82,17 +82,20 @@ def test_serve_builds_starts_answers_and_stops_on_ctrl_c(checkpoint, tmp_path):
     except TritonLaunchError as exc:
         pytest.skip(f"local Triton cannot run here: {exc}")
     port = _free_port()
+    key_file = tmp_path / "api-key"
+    key_file.write_text("serve-key\n")
     command = [sys.executable, "-m", "strategist.cli", "serve", "--checkpoint", str(checkpoint),
-               "--repo", str(tmp_path / "repo"), "--port", str(port), "--api-key", "serve-key",
+               "--repo", str(tmp_path / "repo"), "--port", str(port), "--api-key-file", str(key_file),
                "--example", str(EXAMPLE)]  # fmt: skip
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        triton_match, _ = _read_until(process, r"local Triton ready: gRPC (\S+),", 120)
+        triton_match, _ = _read_until(process, r"local Triton ready: gRPC (\S+), log (\S+)", 120)
         _, output = _read_until(process, r"Ctrl-C stops", 60)
         assert f"Virtual Strategist serving on http://127.0.0.1:{port} (backend: triton" in output
-        assert f"--data @{EXAMPLE}" in output and "Authorization: Bearer serve-key" in output
+        assert f"--data @{EXAMPLE}" in output and 'Authorization: Bearer $STRATEGIST_API_KEY"' in output
+        assert "serve-key" not in output  # the key itself is never printed
         assert (tmp_path / "repo" / "virtual_strategist_cpu" / "1" / "model.onnx").exists()
 
         url = f"http://127.0.0.1:{port}"
@@ -105,6 +108,9 @@ def test_serve_builds_starts_answers_and_stops_on_ctrl_c(checkpoint, tmp_path):
         code = process.wait(timeout=30)
     assert code == 0
     assert not _port_open(triton_match.group(1)), "Triton still listening after Ctrl-C"
+    log_path = Path(triton_match.group(2))
+    assert log_path.parent.name.startswith("strategist-triton-")
+    assert not log_path.parent.exists(), "Triton's work folder left behind after Ctrl-C"
 
 
 def test_auto_backend_falls_back_to_onnxruntime_when_triton_cannot_start(monkeypatch, caplog, tmp_path):
@@ -117,7 +123,7 @@ def test_auto_backend_falls_back_to_onnxruntime_when_triton_cannot_start(monkeyp
                 "the bundled tritonserver needs glibc >= 2.35; this system has glibc 2.31"
             )
 
-        def stop(self) -> None:
+        def close(self) -> None:
             pass
 
     monkeypatch.setattr(local_stack, "LocalTriton", BrokenTriton)
@@ -146,12 +152,39 @@ def test_repository_is_built_once_and_rebuilt_when_the_checkpoint_is_newer(check
     assert ensure_cpu_repository(repo, checkpoint).stat().st_mtime_ns != first
 
 
-def test_curl_example_is_ready_to_paste():
-    line = curl_example("http://127.0.0.1:8080", Path("examples/predict_request.json"), "k y")
+def test_curl_example_is_ready_to_paste_and_names_the_key_by_variable():
+    line = curl_example("http://127.0.0.1:8080", Path("examples/predict_request.json"), with_key=True)
     assert line == (
         "curl -s http://127.0.0.1:8080/predict -H 'Content-Type: application/json' "
-        "-H 'Authorization: Bearer k y' --data @examples/predict_request.json"
+        '-H "Authorization: Bearer $STRATEGIST_API_KEY" --data @examples/predict_request.json'
     )
+    assert "Authorization" not in curl_example("http://127.0.0.1:8080", None, with_key=False)
+
+
+def test_api_key_comes_from_a_file_or_the_environment_and_the_flag_warns(tmp_path, monkeypatch, caplog):
+    import argparse
+
+    from strategist.commands.serve import api_key
+    from strategist.errors import StrategistError
+
+    def args(**given) -> argparse.Namespace:
+        return argparse.Namespace(**({"api_key": None, "api_key_file": None} | given))
+
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    monkeypatch.setenv("STRATEGIST_API_KEY", "from-env")
+    assert api_key(args(api_key_file=key_file)) == "from-file"
+    assert api_key(args()) == "from-env"
+    with caplog.at_level(logging.WARNING, logger="strategist.serve"):
+        assert api_key(args(api_key="from-flag")) == "from-flag"
+    assert "process list" in caplog.text and "from-flag" not in caplog.text
+    monkeypatch.delenv("STRATEGIST_API_KEY")
+    assert api_key(args()) is None
+    (tmp_path / "empty").write_text("  \n")
+    with pytest.raises(StrategistError, match="is empty"):
+        api_key(args(api_key_file=tmp_path / "empty"))
+    with pytest.raises(StrategistError, match="nowhere"):
+        api_key(args(api_key_file=tmp_path / "nowhere"))
 
 
 def test_client_sends_a_simulated_race_and_prints_the_table(checkpoint, tmp_path, capsys):

@@ -1,0 +1,441 @@
+"""Chaos against the local stack: kill -9 of Triton under load, SIGSTOP of Triton, 4x overload.
+
+    python -m benchmarks.chaos [--concurrency 8] [--deadline 1.0] [--stop 10] [--overload 30] [--factor 4]
+
+The pieces `strategist serve` runs, in one process: a local Triton (strategist.serving.triton_launcher)
+watched by the supervisor (strategist.serving.supervisor, its default checks), and the gateway app
+(server.main.create_app, admission control at its defaults but the deadline) driven through its ASGI
+interface by an asyncio loop (httpx.ASGITransport: no sockets, nothing leaves the process but the
+gateway's gRPC to Triton on 127.0.0.1). Every request carries the gateway deadline. Phases:
+
+1. baseline: 1 client (normal latency), then `concurrency` closed-loop clients (saturated throughput);
+2. kill -9 of the Triton server (the process alone) under the closed-loop load: time to the first
+   503, time back to 200 without anyone stepping in, this stack's tritonserver / stub processes
+   afterwards (and any left in the killed server's process group);
+3. SIGSTOP of Triton for `--stop` s under the same load, then SIGCONT (to whatever is left): every
+   request must be answered within its deadline; the supervisor replaces the hung server;
+4. open-loop load at `--factor` x the saturated throughput for `--overload` s: 5xx other than the
+   deliberate 503 (deadline / Triton down), 429s (in-flight bound), p99 of the admitted requests
+   vs the deadline, goodput vs the saturated throughput; then 1 client again: time until latency is
+   back to normal (median of 5 in a row <= 1.5 x the baseline median).
+
+Results: a printed table, JSON and markdown under benchmarks/results/ (chaos.json, chaos.md).
+Bounded: every phase has a fixed duration and the open loop never keeps more than 4,096 requests
+outstanding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from server.main import create_app
+from server.settings import GatewaySettings
+from strategist.contract import CPU_MODEL_NAME
+from strategist.serving.supervisor import TritonSupervisor
+from strategist.serving.triton_launcher import LocalTriton
+
+MAX_OUTSTANDING = 4096
+NORMAL_FACTOR = 1.5  # "back to normal": median of 5 in a row <= 1.5 x the baseline median
+
+
+@dataclass
+class Sample:
+    sent_at: float  # monotonic
+    latency_ms: float
+    status: int
+
+
+def stack_processes(marker: str) -> list[tuple[int, str]]:
+    """(pid, name) of the live processes whose command line holds `marker` (this stack's Triton
+    server and its Python-backend stubs carry its shared-memory prefix)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                stat = (entry / "stat").read_text()
+                name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append((int(entry.name), name))
+    return sorted(found)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    members.append(int(entry.name))
+    return members
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 1)
+
+
+class Load:
+    """Requests through the gateway's ASGI interface, every answer kept as a Sample."""
+
+    def __init__(self, client: httpx.AsyncClient, payloads: Sequence[bytes]) -> None:
+        self.client, self.payloads, self.samples = client, payloads, []
+        self._n = 0
+        self.outstanding = 0
+
+    async def one(self, path: str = "/predict") -> Sample:
+        body = self.payloads[self._n % len(self.payloads)]
+        self._n += 1
+        sent = time.monotonic()
+        self.outstanding += 1
+        try:
+            response = await self.client.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
+            status = response.status_code
+        except httpx.HTTPError:
+            status = -1  # never expected: counted as a failure
+        finally:
+            self.outstanding -= 1
+        sample = Sample(sent, (time.monotonic() - sent) * 1e3, status)
+        self.samples.append(sample)
+        return sample
+
+    async def closed(self, clients: int, stop: asyncio.Event) -> None:
+        async def user() -> None:
+            while not stop.is_set():
+                await self.one()
+
+        await asyncio.gather(*(user() for _ in range(clients)))
+
+    async def open(self, rate: float, duration_s: float) -> dict[str, Any]:
+        """`rate` requests/s for `duration_s`, whatever the answers take; returns what was offered."""
+        tasks: set[asyncio.Task[Sample]] = set()
+        started = time.monotonic()
+        sent = skipped = 0
+        while (now := time.monotonic()) - started < duration_s:
+            due = int((now - started) * rate) + 1
+            while sent + skipped < due:
+                if len(tasks) >= MAX_OUTSTANDING:
+                    skipped += 1
+                    continue
+                task = asyncio.create_task(self.one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.002)
+        offered_s = time.monotonic() - started
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return {"sent": sent, "skipped_outstanding_cap": skipped, "offered_rate": round(sent / offered_s, 1)}
+
+    def window(self, start: float, end: float = float("inf")) -> list[Sample]:
+        return [s for s in self.samples if start <= s.sent_at < end]
+
+
+def _statuses(samples: Sequence[Sample]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[str(s.status)] = counts.get(str(s.status), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+async def _closed_phase(load: Load, clients: int, seconds: float) -> tuple[float, float]:
+    stop = asyncio.Event()
+    started = time.monotonic()
+    task = asyncio.create_task(load.closed(clients, stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await task
+    return started, time.monotonic()
+
+
+async def run_chaos(
+    repo: Path,
+    bodies: Sequence[dict[str, Any]],
+    *,
+    concurrency: int = 8,
+    deadline_s: float = 1.0,
+    baseline_s: float = 5.0,
+    stop_s: float = 10.0,
+    overload_s: float = 30.0,
+    factor: float = 4.0,
+    recovery_s: float = 5.0,
+    log_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the four phases once; returns the measured figures (see the module docstring)."""
+    from benchmarks.report import summarize
+
+    payloads = [json.dumps(b, separators=(",", ":")).encode() for b in bodies]
+    triton = LocalTriton(repo, (CPU_MODEL_NAME,), log_path=log_dir / "chaos_triton.log" if log_dir else None)
+    await asyncio.to_thread(triton.start, 120.0)
+    supervisor = TritonSupervisor(triton, start_timeout_s=60.0).start()
+    marker = triton._shm_prefix  # on the server's and every stub's command line
+    result: dict[str, Any] = {"concurrency": concurrency, "deadline_s": deadline_s}
+    try:
+        settings = GatewaySettings(
+            backend="triton",
+            triton_url=triton.grpc_url,
+            model_name=CPU_MODEL_NAME,
+            request_timeout_s=deadline_s,
+            request_deadline_s=deadline_s,
+            readiness_timeout_s=0.5,
+            log_level="error",  # one warning per refused request otherwise
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://gateway", timeout=30
+            ) as client:
+                load = Load(client, payloads)
+                processes_before = stack_processes(marker)
+
+                # 1. baseline
+                start, end = await _closed_phase(load, 1, 2.0)
+                sequential = [s.latency_ms for s in load.window(start, end) if s.status == 200]
+                normal_ms = statistics.median(sequential)
+                start, end = await _closed_phase(load, concurrency, baseline_s)
+                saturated = load.window(start, end)
+                ok = [s for s in saturated if s.status == 200]
+                saturated_rps = len(ok) / (end - start)
+                result["baseline"] = {
+                    "sequential": summarize(sequential),
+                    "saturated": {
+                        "throughput_rps": round(saturated_rps, 1),
+                        "statuses": _statuses(saturated),
+                        **summarize([s.latency_ms for s in ok]),
+                    },
+                }
+
+                # 2. kill -9 under load
+                stop = asyncio.Event()
+                running = asyncio.create_task(load.closed(concurrency, stop))
+                await asyncio.sleep(1.0)
+                victim = triton.pid
+                assert victim is not None
+                killed_at = time.monotonic()
+                os.kill(victim, signal.SIGKILL)
+                restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline:  # until answers come back
+                    after = load.window(killed_at)
+                    first_bad = next((s for s in after if s.status != 200), None)
+                    if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)
+                stop.set()
+                await running
+                after = load.window(killed_at)
+                first_bad = next((s for s in after if s.status != 200), None)
+                first_503 = next((s for s in after if s.status == 503), None)
+                back = (
+                    next((s for s in load.window(first_bad.sent_at) if s.status == 200), None)
+                    if first_bad
+                    else None
+                )
+                result["kill"] = {
+                    "supervisor_restarted": restarted,
+                    "time_to_first_503_ms": _ms(
+                        first_503.sent_at + first_503.latency_ms / 1e3 - killed_at if first_503 else None
+                    ),
+                    "time_back_to_200_s": (
+                        round(back.sent_at + back.latency_ms / 1e3 - killed_at, 2) if back else None
+                    ),
+                    "statuses": _statuses(after),
+                    "stack_processes_before": len(processes_before),
+                    "stack_processes_after": len(stack_processes(marker)),
+                    "left_in_killed_group": len(group_members(victim)),
+                    "restart": [e.detail for e in supervisor.events if e.kind == "restarted"][:1],
+                }
+
+                # 3. SIGSTOP for stop_s
+                stop = asyncio.Event()
+                running = asyncio.create_task(load.closed(concurrency, stop))
+                await asyncio.sleep(1.0)
+                stopped = triton.pid
+                assert stopped is not None
+                stopped_at = time.monotonic()
+                os.kill(stopped, signal.SIGSTOP)
+                await asyncio.sleep(stop_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(stopped, signal.SIGCONT)
+                # The supervisor kills a server that fails `hang_checks` checks in a row; one that
+                # was stopped for less than that is simply running again now.
+                hung_seen = any(e.kind == "hung" for e in supervisor.events)
+                replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
+                await asyncio.sleep(1.0)
+                stop.set()
+                await running
+                window = load.window(stopped_at)
+                hung = [e for e in supervisor.events if e.kind == "hung"]
+                result["stop"] = {
+                    "seconds": stop_s,
+                    "statuses": _statuses(window),
+                    "max_latency_ms": round(max(s.latency_ms for s in window), 1),
+                    "over_deadline": sum(1 for s in window if s.latency_ms > deadline_s * 1e3),
+                    "over_deadline_plus_100ms": sum(
+                        1 for s in window if s.latency_ms > deadline_s * 1e3 + 100
+                    ),
+                    "supervisor_replaced_hung_server": replaced,
+                    "hung_detected_after_s": round(hung[0].at - stopped_at, 2) if hung else None,
+                    "stack_processes_after": len(stack_processes(marker)),
+                    "left_in_stopped_group": len(group_members(stopped)),
+                }
+
+                # 4. overload
+                overload_at = time.monotonic()
+                offered = await load.open(factor * saturated_rps, overload_s)
+                overload_end = time.monotonic()
+                window = load.window(overload_at, overload_end)
+                admitted = [s for s in window if s.status == 200]
+                other_5xx = [s for s in window if s.status >= 500 and s.status != 503 or s.status < 0]
+                recovery_at = time.monotonic()
+                normal_again: float | None = None
+                recent: list[float] = []
+                while time.monotonic() - recovery_at < recovery_s:
+                    sample = await load.one()
+                    recent = [*recent[-4:], sample.latency_ms if sample.status == 200 else float("inf")]
+                    if len(recent) == 5 and statistics.median(recent) <= NORMAL_FACTOR * normal_ms:
+                        normal_again = time.monotonic() - recovery_at
+                        break
+                result["overload"] = {
+                    "factor": factor,
+                    "seconds": overload_s,
+                    "target_rate": round(factor * saturated_rps, 1),
+                    **offered,
+                    "statuses": _statuses(window),
+                    "other_5xx": len(other_5xx),
+                    "admitted": summarize([s.latency_ms for s in admitted]),
+                    "goodput_rps": round(len(admitted) / (overload_end - overload_at), 1),
+                    "goodput_vs_saturated": round(
+                        len(admitted) / (overload_end - overload_at) / saturated_rps, 2
+                    ),
+                    "back_to_normal_s": None if normal_again is None else round(normal_again, 2),
+                    "normal_median_ms": round(normal_ms, 2),
+                }
+                result["events"] = [
+                    {"at_s": round(e.at - supervisor.events[0].at, 2), "kind": e.kind, "detail": e.detail}
+                    for e in supervisor.events
+                ]
+    finally:
+        supervisor.close()
+    result["stack_processes_after_close"] = len(stack_processes(marker))
+    return result
+
+
+def markdown(result: dict[str, Any], machine: str, command: str) -> str:
+    deadline_ms = result["deadline_s"] * 1e3
+    base, kill, stop, over = result["baseline"], result["kill"], result["stop"], result["overload"]
+    admitted = over["admitted"]
+    rows = [
+        ("baseline: 1 client p50 / p99", f"{base['sequential']['p50_ms']} / {base['sequential']['p99_ms']} ms"),
+        (
+            f"baseline: {result['concurrency']} clients, saturated throughput / p99",
+            f"{base['saturated']['throughput_rps']} req/s / {base['saturated']['p99_ms']} ms",
+        ),
+        ("kill -9: time to first 503", f"{kill['time_to_first_503_ms']} ms"),
+        ("kill -9: time back to 200 (supervisor restart, nobody stepping in)", f"{kill['time_back_to_200_s']} s"),
+        ("kill -9: answers from the kill on", kill["statuses"]),
+        (
+            "kill -9: tritonserver + stub processes before / after; left in the killed group",
+            f"{kill['stack_processes_before']} / {kill['stack_processes_after']}; {kill['left_in_killed_group']}",
+        ),
+        (f"SIGSTOP {stop['seconds']:g} s: answers", stop["statuses"]),
+        (
+            f"SIGSTOP: slowest answer (deadline {deadline_ms:.0f} ms); over the deadline / over it + 100 ms",
+            f"{stop['max_latency_ms']} ms; {stop['over_deadline']} / {stop['over_deadline_plus_100ms']}",
+        ),
+        ("SIGSTOP: supervisor saw the hang after / replaced it", f"{stop['hung_detected_after_s']} s / {stop['supervisor_replaced_hung_server']}"),
+        (
+            f"{over['factor']:g}x overload {over['seconds']:g} s: target / offered rate",
+            f"{over['target_rate']} / {over['offered_rate']} req/s",
+        ),
+        ("overload: answers", over["statuses"]),
+        ("overload: 5xx other than the deliberate 503", over["other_5xx"]),
+        ("overload: admitted p50 / p99 / max (deadline)", f"{admitted['p50_ms']} / {admitted['p99_ms']} / {admitted['max_ms']} ms ({deadline_ms:.0f} ms)"),
+        ("overload: goodput, vs saturated throughput", f"{over['goodput_rps']} req/s, {over['goodput_vs_saturated']}x"),
+        ("after the overload: back to normal latency in", f"{over['back_to_normal_s']} s (normal median {over['normal_median_ms']} ms)"),
+        ("this stack's Triton processes after close", result["stack_processes_after_close"]),
+    ]  # fmt: skip
+    lines = [
+        f"Measured with `{command}` on {machine}; gateway in process (ASGI), local Triton + supervisor, "
+        f"deadline {deadline_ms:.0f} ms, in-flight bound at its default.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {json.dumps(value) if isinstance(value, dict) else value} |" for name, value in rows),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks import report, services
+    from benchmarks.payloads import race_payloads
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--deadline", type=float, default=1.0, help="gateway request deadline, s")
+    parser.add_argument("--stop", type=float, default=10.0, help="seconds Triton stays SIGSTOPped")
+    parser.add_argument("--overload", type=float, default=30.0, help="seconds of overload")
+    parser.add_argument("--factor", type=float, default=4.0, help="overload rate / saturated throughput")
+    parser.add_argument("--payloads", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=services.RESULTS_DIR)
+    parser.add_argument("--name", default="chaos")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.factor <= 0:
+        parser.error("--concurrency must be >= 1 and --factor > 0")
+
+    machine = services.machine()
+    ckpt = services.checkpoint()
+    repo = services.build_repository(ckpt)
+    payloads = race_payloads(args.payloads, services.WORK_DIR / "payloads")
+    result = asyncio.run(
+        run_chaos(
+            repo,
+            payloads.bodies,
+            concurrency=args.concurrency,
+            deadline_s=args.deadline,
+            stop_s=args.stop,
+            overload_s=args.overload,
+            factor=args.factor,
+            log_dir=services.WORK_DIR,
+        )
+    )
+    result["load_avg_at_end"] = os.getloadavg()
+    command = "python -m benchmarks.chaos " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown(result, report.machine_line(machine), command.strip())
+    json_path, md_path = report.save(
+        args.name,
+        {"machine": machine, "checkpoint": ckpt.description, "payloads": payloads.source, **result},
+        table,
+        out_dir=args.out,
+    )
+    print(table)
+    print(f"\nwrote {json_path} and {md_path}", file=sys.stderr)
+    failed = (
+        result["overload"]["other_5xx"]
+        or result["stop"]["over_deadline_plus_100ms"]
+        or result["kill"]["time_back_to_200_s"] is None
+        or result["stack_processes_after_close"]
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

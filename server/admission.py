@@ -1,0 +1,193 @@
+"""Admission control for the prediction endpoints: a deadline per request, a bound on requests in
+flight, and a body that must arrive in time. Pure ASGI, so it adds no task or stream copy.
+
+- Deadline: every prediction request gets one when it reaches the gateway, covering everything
+  after (body read, preprocessing, the wait for the event loop, the backend call). The client may
+  shorten or extend it up to `max_deadline_s` with `X-Request-Deadline-Ms: <ms>` or gRPC's
+  `grpc-timeout: <digits><H|M|S|m|u|n>`. Past the deadline the request is answered 503 +
+  Retry-After at once (never a hang), and the pipeline checks it before the backend call
+  (`check_deadline`), so work nobody waits for any more is not sent to Triton.
+- In flight: at most `max_in_flight` prediction requests run at once; one more is answered 429 +
+  Retry-After without reading its body. Rejecting costs microseconds, so under overload the
+  admitted requests keep their latency instead of everyone queueing past their deadline.
+- Body: the whole body must arrive within `body_timeout_s` of the request start (a client sending
+  1 byte/s is cut off with 408). A client that disconnects mid-upload gets no answer and is not an
+  error: it is counted in strategist_client_disconnects_total, and the request's state says so
+  (`CLIENT_GONE`) for the outer metrics middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import re
+import time
+from typing import Final
+
+from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.backend import BackendUnavailable
+from server.metrics import GatewayMetrics
+
+DEADLINE_HEADER: Final = "x-request-deadline-ms"
+GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
+CLIENT_GONE: Final = "client_gone"  # scope["state"] key: the client left before the answer
+_GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
+_GRPC_UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+# The running request's deadline (time.monotonic() seconds), set by the middleware; the route and
+# the pipeline run in the same task, so they see it without being handed it.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+
+
+class DeadlineExceeded(BackendUnavailable):
+    """The request's deadline passed before the work could be done: 503 + Retry-After."""
+
+
+class BadDeadline(ValueError):
+    """A deadline header that cannot be read."""
+
+
+def check_deadline(before: str) -> float | None:
+    """Seconds left of the running request's deadline (None: no deadline set); raises
+    DeadlineExceeded when none are left, naming what was about to happen."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded(f"the request's deadline passed before the {before}")
+    return left
+
+
+def requested_budget_s(headers: Headers) -> float | None:
+    """The client's own budget in seconds from X-Request-Deadline-Ms or grpc-timeout (None: neither
+    given). Raises BadDeadline naming the header and the expected form."""
+    given = headers.get(DEADLINE_HEADER)
+    if given is not None:
+        text = given.strip()
+        if not text.isdigit() or not 0 < int(text) <= 86_400_000:
+            raise BadDeadline(f"{DEADLINE_HEADER} takes whole milliseconds 1..86400000, got {given[:40]!r}")
+        return int(text) / 1e3
+    given = headers.get(GRPC_TIMEOUT_HEADER)
+    if given is not None:
+        match = _GRPC_TIMEOUT.match(given.strip())
+        if match is None or int(match.group(1)) == 0:
+            raise BadDeadline(
+                f"{GRPC_TIMEOUT_HEADER} takes 1-8 digits and a unit H, M, S, m, u or n (e.g. 500m), "
+                f"got {given[:40]!r}"
+            )
+        return int(match.group(1)) * _GRPC_UNIT_S[match.group(2)]
+    return None
+
+
+class AdmissionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        paths: set[str],
+        metrics: GatewayMetrics,
+        max_in_flight: int,
+        deadline_s: float,
+        max_deadline_s: float,
+        body_timeout_s: float,
+    ) -> None:
+        self.app = app
+        self.paths = paths
+        self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.deadline_s = deadline_s
+        self.max_deadline_s = max_deadline_s
+        self.body_timeout_s = body_timeout_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        try:
+            budget = requested_budget_s(Headers(scope=scope))
+        except BadDeadline as exc:
+            await self._reject(scope, receive, send, 400, str(exc), retry_after=None)
+            return
+        budget = self.deadline_s if budget is None else min(budget, self.max_deadline_s)
+        if self.in_flight >= self.max_in_flight:
+            self.metrics.shed.labels(reason="in_flight").inc()
+            message = f"{self.in_flight} requests in flight, the limit is {self.max_in_flight} (STRATEGIST_MAX_IN_FLIGHT)"
+            await self._reject(scope, receive, send, 429, message, retry_after=1)
+            return
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        token = _deadline.set(started + budget)
+        response_started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                timeout.reschedule(None)  # the answer is on its way: let it finish
+            await send(message)
+
+        try:
+            async with asyncio.timeout(budget) as timeout:
+                await self.app(scope, self._timed_body(receive, started), send_tracked)
+        except TimeoutError:
+            if response_started:
+                raise
+            self.metrics.shed.labels(reason="deadline").inc()
+            message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
+            await self._reject(scope, receive, send, 503, message, retry_after=1)
+        except ClientDisconnect:
+            # Nobody to answer: not a failure of the gateway, so not a 500 and not an error.
+            scope.setdefault("state", {})[CLIENT_GONE] = True
+            self.metrics.client_disconnects.inc()
+        finally:
+            _deadline.reset(token)
+            self.in_flight -= 1
+            self.metrics.in_flight.set(self.in_flight)
+
+    def _timed_body(self, receive: Receive, started: float) -> Receive:
+        """receive() with the body-read deadline: the whole body within body_timeout_s."""
+        limit = started + self.body_timeout_s
+        done = False
+
+        async def receive_timed() -> Message:
+            nonlocal done
+            if done:  # after the body only http.disconnect comes: no read deadline on that wait
+                return await receive()
+            try:
+                async with asyncio.timeout_at(_loop_time(limit)):
+                    message = await receive()
+            except TimeoutError:
+                self.metrics.shed.labels(reason="body_timeout").inc()
+                # HTTPException passes through FastAPI's body reading untouched and becomes the 408.
+                raise HTTPException(
+                    408,
+                    detail=f"the request body did not arrive within {self.body_timeout_s:g} s "
+                    "(STRATEGIST_BODY_TIMEOUT_S)",
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        return receive_timed
+
+    @staticmethod
+    async def _reject(
+        scope: Scope, receive: Receive, send: Send, status: int, message: str, *, retry_after: int | None
+    ) -> None:
+        request_id = scope.get("state", {}).get("request_id")
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        response = JSONResponse({"detail": message, "request_id": request_id}, status, headers=headers)
+        await response(scope, receive, send)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    """A time.monotonic() instant on the running loop's clock (asyncio.timeout_at takes loop time)."""
+    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())

@@ -1,0 +1,242 @@
+"""Admission control (server/admission.py): the request deadline (default and client headers), work
+past the deadline never reaching the backend, the in-flight bound (429 + Retry-After), the body-read
+timeout (408) and a client that disconnects mid-upload (no 500, counted apart)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+
+import httpx
+import numpy as np
+import pytest
+from helpers.gateway import AUTH, settings_for, simulated_request
+from starlette.datastructures import Headers
+
+from server import admission
+from server.backend import ModelOutputs
+from server.main import create_app, make_backend
+
+BODY = json.dumps(simulated_request(3)).encode()
+HEADERS = AUTH | {"content-type": "application/json"}
+
+
+class SlowBackend:
+    """The ONNX backend behind a fixed delay before each call; counts the calls it was given."""
+
+    def __init__(self, inner, delay_s: float) -> None:
+        self.inner, self.delay_s, self.calls = inner, delay_s, 0
+        self.kind, self.model_name = inner.kind, inner.model_name
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def input_names(self) -> tuple[str, ...]:
+        return await self.inner.input_names()
+
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> ModelOutputs:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        return await self.inner.infer(inputs)
+
+    async def is_ready(self) -> bool:
+        return await self.inner.is_ready()
+
+    async def model_version(self) -> str:
+        return await self.inner.model_version()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _app(tiny_model, delay_s: float = 0.0, **changes):
+    settings = settings_for(tiny_model[1], **changes)
+    backend = SlowBackend(make_backend(settings), delay_s)
+    return create_app(settings, backend=backend), backend
+
+
+async def _with_client(app, run):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            return await run(client)
+
+
+def _metric(app, name: str, labels: dict[str, str] | None = None) -> float:
+    value = app.state.metrics.registry.get_sample_value(name, labels or {})
+    return 0.0 if value is None else value
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"X-Request-Deadline-Ms": "250"}, 0.25),
+        ({"grpc-timeout": "3S"}, 3.0),
+        ({"grpc-timeout": "500m"}, 0.5),
+        ({"grpc-timeout": "2M"}, 120.0),
+        ({}, None),
+    ],
+)
+def test_client_deadline_headers_are_read(headers, seconds):
+    assert admission.requested_budget_s(Headers(headers)) == seconds
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-Request-Deadline-Ms": "soon"}, {"X-Request-Deadline-Ms": "0"}, {"grpc-timeout": "5x"}]
+)
+def test_unreadable_deadline_header_is_400_naming_it(tiny_model, headers):
+    app, backend = _app(tiny_model)
+
+    async def run(client):
+        return await client.post("/predict", content=BODY, headers=HEADERS | headers)
+
+    response = asyncio.run(_with_client(app, run))
+    assert response.status_code == 400, response.text
+    assert next(iter(headers)).lower() in response.json()["detail"]
+    assert backend.calls == 0
+
+
+def test_slow_backend_past_the_client_deadline_is_503_in_time(tiny_model):
+    app, backend = _app(tiny_model, delay_s=2.0)
+
+    async def run(client):
+        started = time.perf_counter()
+        response = await client.post(
+            "/predict", content=BODY, headers=HEADERS | {"X-Request-Deadline-Ms": "200"}
+        )
+        return response, time.perf_counter() - started
+
+    response, seconds = asyncio.run(_with_client(app, run))
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "deadline of 200 ms" in response.json()["detail"]
+    assert seconds < 1.0  # answered at the deadline, not after the backend's 2 s
+    assert _metric(app, "strategist_requests_shed_total", {"reason": "deadline"}) == 1
+
+
+def test_work_past_its_deadline_is_not_sent_to_the_backend(tiny_model):
+    app, backend = _app(tiny_model)
+
+    async def run(client):
+        # 1 ms: gone while the 69 KiB body is parsed and aligned, before any backend call.
+        return await client.post("/predict", content=BODY, headers=HEADERS | {"X-Request-Deadline-Ms": "1"})
+
+    response = asyncio.run(_with_client(app, run))
+    assert response.status_code == 503 and "deadline" in response.json()["detail"]
+    assert backend.calls == 0
+
+
+def test_check_deadline_outside_and_inside_a_request():
+    assert admission.check_deadline("backend call") is None  # no request running: no deadline
+    token = admission._deadline.set(time.monotonic() - 0.001)
+    try:
+        with pytest.raises(admission.DeadlineExceeded, match="before the backend call"):
+            admission.check_deadline("backend call")
+    finally:
+        admission._deadline.reset(token)
+
+
+def test_beyond_the_in_flight_limit_is_429_with_retry_after(tiny_model):
+    app, backend = _app(tiny_model, delay_s=0.3, max_in_flight=2)
+
+    async def run(client):
+        calls = [client.post("/predict", content=BODY, headers=HEADERS) for _ in range(6)]
+        return await asyncio.gather(*calls)
+
+    responses = asyncio.run(_with_client(app, run))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 429, 429, 429, 429], statuses
+    shed = [r for r in responses if r.status_code == 429]
+    assert all(r.headers["retry-after"] == "1" and "the limit is 2" in r.json()["detail"] for r in shed)
+    assert backend.calls == 2
+    assert _metric(app, "strategist_requests_in_flight") == 0
+    assert _metric(app, "strategist_requests_shed_total", {"reason": "in_flight"}) == 4
+
+
+async def _call_asgi(app, messages: list[dict], pause_s: float) -> list[dict]:
+    """Drive the app at the ASGI level: the body arrives as `messages`, then the client waits
+    `pause_s` (a slow upload) before each further receive(); returns what the app sent."""
+    sent: list[dict] = []
+    queue = list(messages)
+
+    async def receive() -> dict:
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(pause_s)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+    return sent
+
+
+def test_slow_body_is_cut_off_with_408(tiny_model):
+    app, backend = _app(tiny_model, body_timeout_s=0.3)
+    first = {"type": "http.request", "body": BODY[:100], "more_body": True}
+    started = time.perf_counter()
+    sent = asyncio.run(_call_asgi(app, [first], pause_s=0.1))  # 1 byte every 100 ms
+    assert time.perf_counter() - started < 2.0
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert b"STRATEGIST_BODY_TIMEOUT_S" in sent[1]["body"]
+    assert backend.calls == 0
+    assert _metric(app, "strategist_requests_shed_total", {"reason": "body_timeout"}) == 1
+
+
+def test_client_that_disconnects_mid_upload_is_no_500_and_counted_apart(tiny_model):
+    app, backend = _app(tiny_model)
+    messages = [{"type": "http.request", "body": BODY[:1000], "more_body": True}, {"type": "http.disconnect"}]
+    sent = asyncio.run(_call_asgi(app, messages, pause_s=0.0))
+    assert sent == []  # nobody to answer
+    assert backend.calls == 0
+    assert _metric(app, "strategist_client_disconnects_total") == 1
+    assert _metric(app, "strategist_requests_total", {"endpoint": "/predict", "status": "500"}) == 0
+    assert (
+        _metric(app, "strategist_request_errors_total", {"endpoint": "/predict", "reason": "internal"}) == 0
+    )
+
+
+def test_triton_down_503_bodies_do_not_name_the_triton_address():
+    """The gateway in front of a Triton that is not there: /predict and /predict/batch answer 503 +
+    Retry-After, and neither the body nor the headers carry Triton's address (the gRPC error names it;
+    only the log may)."""
+    from fastapi.testclient import TestClient
+
+    from server.settings import GatewaySettings
+    from strategist.serving.triton_launcher import free_port
+
+    port = free_port()  # nothing listens there
+    address = f"127.0.0.1:{port}"
+    settings = GatewaySettings(
+        backend="triton",
+        triton_url=address,
+        api_key="test-key",
+        request_timeout_s=1.0,
+        request_deadline_s=2.0,
+    )
+    batch = json.dumps({"cars": [simulated_request(4), simulated_request(5)]}).encode()
+    with TestClient(create_app(settings)) as client:
+        for path, body in (("/predict", BODY), ("/predict/batch", batch)):
+            response = client.post(path, content=body, headers=HEADERS)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            exposed = response.text + "".join(f"{k}: {v}" for k, v in response.headers.items())
+            assert str(port) not in exposed and "127.0.0.1" not in exposed, exposed
+            assert response.json()["detail"] == "model backend unavailable, try again"
