@@ -36,12 +36,12 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.services import Sample
 from server.main import create_app
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
@@ -50,13 +50,6 @@ from strategist.serving.triton_launcher import LocalTriton
 
 MAX_OUTSTANDING = 4096
 NORMAL_FACTOR = 1.5  # "back to normal": median of 5 in a row <= 1.5 x the baseline median
-
-
-@dataclass
-class Sample:
-    sent_at: float  # monotonic
-    latency_ms: float
-    status: int
 
 
 def stack_processes(marker: str) -> list[tuple[int, str]]:
@@ -386,7 +379,6 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks import report, services
-    from benchmarks.payloads import race_payloads
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=8)
@@ -401,10 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or args.factor <= 0:
         parser.error("--concurrency must be >= 1 and --factor > 0")
 
-    machine = services.machine()
-    ckpt = services.checkpoint()
-    repo = services.build_repository(ckpt)
-    payloads = race_payloads(args.payloads, services.WORK_DIR / "payloads")
+    setup = services.scenario(args.payloads)
+    machine, ckpt, repo, payloads = setup.machine, setup.checkpoint, setup.repo, setup.payloads
     result = asyncio.run(
         run_chaos(
             repo,

@@ -28,17 +28,11 @@ from typing import Any
 
 import httpx
 
+from benchmarks.services import Sample
 from server.main import create_app
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
 from strategist.serving.triton_launcher import LocalTriton
-
-
-@dataclass
-class _Sample:
-    sent_at: float  # monotonic
-    latency_ms: float
-    status: int
 
 
 @dataclass
@@ -47,7 +41,7 @@ class _Timeline:
     down: float = 0.0
     restarted_ready: float = 0.0
     rejoined: float = 0.0
-    samples: list[_Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
 
 async def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
@@ -59,7 +53,7 @@ async def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str
     return time.monotonic()
 
 
-def _latencies(samples: Sequence[_Sample], start: float, end: float) -> list[float]:
+def _latencies(samples: Sequence[Sample], start: float, end: float) -> list[float]:
     return [s.latency_ms for s in samples if start <= s.sent_at < end and s.status == 200]
 
 
@@ -120,7 +114,7 @@ async def run_failover(
                             "/predict", content=body, headers={"Content-Type": "application/json"}
                         )
                         timeline.samples.append(
-                            _Sample(sent, (time.monotonic() - sent) * 1e3, response.status_code)
+                            Sample(sent, (time.monotonic() - sent) * 1e3, response.status_code)
                         )
 
                 users = [asyncio.create_task(user(i)) for i in range(concurrency)]
@@ -223,7 +217,6 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks import report, services
-    from benchmarks.payloads import race_payloads
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.failover", description=__doc__.splitlines()[0]
@@ -239,10 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1:
         parser.error(f"--concurrency must be >= 1, got {args.concurrency}")
 
-    machine = services.machine()
-    ckpt = services.checkpoint()
-    repo = services.build_repository(ckpt)
-    payloads = race_payloads(args.payloads, services.WORK_DIR / "payloads")
+    setup = services.scenario(args.payloads)
+    machine, ckpt, repo, payloads = setup.machine, setup.checkpoint, setup.repo, setup.payloads
     result = asyncio.run(
         run_failover(
             repo,

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings, checkpoint_input_names, render_cpu_config
@@ -54,6 +55,33 @@ def group_cpu_s(pgid: int) -> float:
             if int(fields[2]) == pgid:  # field 5 of stat: pgrp
                 total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request of a scenario benchmark: when it was sent, how long it took, its status."""
+
+    sent_at: float  # monotonic
+    latency_ms: float
+    status: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What every scenario benchmark starts from: the machine, the served checkpoint, its CPU
+    Triton repository and race payloads."""
+
+    machine: dict[str, object]
+    checkpoint: Checkpoint
+    repo: Path
+    payloads: Any  # benchmarks.payloads.Payloads
+
+
+def scenario(n_payloads: int) -> Scenario:
+    from benchmarks.payloads import race_payloads
+
+    ckpt = checkpoint()
+    return Scenario(machine(), ckpt, build_repository(ckpt), race_payloads(n_payloads, WORK_DIR / "payloads"))
 
 
 @dataclass(frozen=True)
