@@ -32,7 +32,7 @@ from benchmarks.services import Sample
 from server.main import create_app
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
-from strategist.serving.triton_launcher import LocalTriton
+from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError
 
 
 @dataclass
@@ -77,6 +77,7 @@ async def run_failover(
     logs = {name: (log_dir / f"triton_{name}.log" if log_dir else None) for name in ("a", "b", "a2")}
     first, second = (LocalTriton(repo, (CPU_MODEL_NAME,), log_path=logs[n]) for n in ("a", "b"))
     restarted: LocalTriton | None = None
+    restart_attempts = 0  # failed starts of the restarted Triton before the one that came up
     try:
         await asyncio.gather(*(asyncio.to_thread(t.start, triton_timeout_s) for t in (first, second)))
         victim, survivor = first.grpc_url, second.grpc_url
@@ -130,15 +131,26 @@ async def run_failover(
                     )
                     await asyncio.to_thread(first.stop)  # reap it, free its shared memory
                     await asyncio.sleep(after_kill_s)
-                    restarted = LocalTriton(
-                        repo,
-                        (CPU_MODEL_NAME,),
-                        grpc_port=first.grpc_port,
-                        http_port=first.http_port,
-                        metrics_port=first.metrics_port,
-                        log_path=logs["a2"],
-                    )
-                    await asyncio.to_thread(restarted.start, triton_timeout_s)
+                    # A server started on a loaded 2-core machine now and then dies during its own
+                    # start (seen: SIGSEGV before ready); as the supervisor would, try once more.
+                    for attempt in (1, 2):
+                        restarted = LocalTriton(
+                            repo,
+                            (CPU_MODEL_NAME,),
+                            grpc_port=first.grpc_port,
+                            http_port=first.http_port,
+                            metrics_port=first.metrics_port,
+                            log_path=logs["a2"],
+                        )
+                        try:
+                            await asyncio.to_thread(restarted.start, triton_timeout_s)
+                            break
+                        except TritonLaunchError:
+                            await asyncio.to_thread(restarted.stop)
+                            restarted = None
+                            if attempt == 2:
+                                raise
+                            restart_attempts += 1
                     timeline.restarted_ready = time.monotonic()
                     calls_at_restart = {url: calls(url) for url in (victim, survivor)}
                     timeline.rejoined = await _wait_until(
@@ -173,6 +185,7 @@ async def run_failover(
         "failed_statuses": sorted({s.status for s in failed}),
         "in_flight_on_killed_at_kill": in_flight,
         "failovers": int(failovers),
+        "failed_restart_starts": restart_attempts,
         "rebalance_s": round(timeline.down - timeline.kill, 4),
         "restart_to_ready_s": round(timeline.restarted_ready - timeline.down, 3),
         "rejoin_s": round(timeline.rejoined - timeline.restarted_ready, 4),
