@@ -10,7 +10,10 @@ One entry point for every case:
                          died resumes from <out_dir>/last by itself (the epoch in progress is redone)
 
 Run folder:
-    <out>/last/            checkpoint after the latest epoch (+ training_state.pt for --resume)
+    <out>/last/            checkpoint after the latest epoch (+ training_state.pt for --resume);
+                           written whole into last.partial/ and swapped in, so a worker killed
+                           while saving leaves last/ (or, between the two renames, last.previous/)
+                           intact
     <out>/best/            checkpoint with the lowest validation loss so far
     <out>/metrics.jsonl    one line per epoch: train_* and val_* loss terms, val metrics, lr, samples/s
     <out>/train_config.json
@@ -23,6 +26,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +55,7 @@ from strategist.train.loss import joint_loss
 log = logging.getLogger(__name__)
 
 LAST_DIR, BEST_DIR, METRICS_FILE = "last", "best", "metrics.jsonl"
+PARTIAL_SUFFIX, PREVIOUS_SUFFIX = ".partial", ".previous"
 LOSS_TERMS = ("total", "pinball", "ce", "mse")
 
 
@@ -228,7 +233,7 @@ def _build(
 ) -> tuple[StrategistModel, ModelConfig, dict[str, Any] | None]:
     """The model to train and, on --resume, the saved training state."""
     if tcfg.resume:
-        last = out_dir / LAST_DIR
+        last = _snapshot_dir(out_dir) or out_dir / LAST_DIR
         if not (last / "config.json").is_file():
             raise StrategistError(f"--resume: no checkpoint to resume in {last}")
         model, cfg, _ = load_checkpoint(last, n_lap_context=model_cfg.n_lap_context)
@@ -302,10 +307,47 @@ def _resume_after_elastic_restart(tcfg: TrainConfig, out: Path) -> TrainConfig:
     """torchrun restarted the workers (one died): continue from the last snapshot, not from scratch.
     Before the first snapshot there is nothing to resume and the run starts over."""
     restarts = distributed.elastic_restart_count()
-    if tcfg.resume or restarts == 0 or not (out / LAST_DIR / TRAINING_STATE_FILE).is_file():
+    snapshot = _snapshot_dir(out)
+    if tcfg.resume or restarts == 0 or snapshot is None:
         return tcfg
-    log.warning("torchrun restart %d: resuming from %s", restarts, out / LAST_DIR)
+    log.warning("torchrun restart %d: resuming from %s", restarts, snapshot)
     return dataclasses.replace(tcfg, resume=True)
+
+
+def _snapshot_dir(out: Path) -> Path | None:
+    """The complete snapshot to resume from: last/, or last.previous/ when a worker died between
+    the two renames of `_swap_in` (last/ already moved aside, the new one not yet in place)."""
+    for folder in (out / LAST_DIR, out / (LAST_DIR + PREVIOUS_SUFFIX)):
+        if (folder / TRAINING_STATE_FILE).is_file():
+            return folder
+    return None
+
+
+def _swap_in(partial: Path, final: Path) -> None:
+    """Put a fully written folder in place of `final`. A directory cannot be renamed over a
+    non-empty one, so the old folder is moved aside first; at every instant one whole copy exists."""
+    previous = final.with_name(final.name + PREVIOUS_SUFFIX)
+    if final.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        final.rename(previous)
+    partial.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _reconcile_metrics(out: Path, state: dict[str, Any]) -> None:
+    """Make metrics.jsonl end at the snapshot being resumed: drop lines of epochs after it (written
+    by a run that died before its next snapshot) and restore the snapshot's own line if the run died
+    between the snapshot and the append."""
+    snapshot_epoch = state["epoch"] + 1
+    path = out / METRICS_FILE
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= snapshot_epoch]
+    if (not kept or json.loads(kept[-1])["epoch"] < snapshot_epoch) and "metrics_record" in state:
+        kept.append(json.dumps(state["metrics_record"]))
+    if kept != [line for line in lines if line.strip()]:
+        log.warning("%s: rewritten to end at the resumed epoch %d", path, snapshot_epoch)
+        path.write_text("".join(line + "\n" for line in kept))
 
 
 def _convert_impl(model: StrategistModel, cfg: ModelConfig, impl: str) -> tuple[StrategistModel, ModelConfig]:
@@ -382,6 +424,8 @@ def _train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, step, best_val = state["epoch"] + 1, state["step"], state["best_val"]
+        if info.is_main:
+            _reconcile_metrics(out, state)
 
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -474,8 +518,6 @@ def _train(
         improved = val["total"] < best_val
         best_val = min(best_val, val["total"])
         if info.is_main:
-            with (out / METRICS_FILE).open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
             log.info(
                 "epoch %d: train %.4f val %.4f (pinball %.4f ce %.4f mse %.4f) %.0f samples/s",
                 epoch + 1,
@@ -499,11 +541,13 @@ def _train(
                 "init_from": tcfg.init_from,
                 "freeze_stem": tcfg.freeze_stem,
             }
-            last = save_checkpoint(
-                model, model_cfg, out / LAST_DIR, stats=stats, metrics=metrics, extra=extra
-            )
+            # Snapshot first, metrics line second: a line in metrics.jsonl means its epoch can be
+            # resumed; a death in between is repaired by _reconcile_metrics from the snapshot.
+            partial = out / (LAST_DIR + PARTIAL_SUFFIX)
+            shutil.rmtree(partial, ignore_errors=True)
+            save_checkpoint(model, model_cfg, partial, stats=stats, metrics=metrics, extra=extra)
             save_training_state(
-                last,
+                partial,
                 {
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -511,10 +555,17 @@ def _train(
                     "step": step,
                     "best_val": best_val,
                     "train_config": dataclasses.asdict(tcfg),
+                    "metrics_record": record,
                 },
             )
+            _swap_in(partial, out / LAST_DIR)
             if improved:
-                save_checkpoint(model, model_cfg, out / BEST_DIR, stats=stats, metrics=metrics, extra=extra)
+                partial = out / (BEST_DIR + PARTIAL_SUFFIX)
+                shutil.rmtree(partial, ignore_errors=True)
+                save_checkpoint(model, model_cfg, partial, stats=stats, metrics=metrics, extra=extra)
+                _swap_in(partial, out / BEST_DIR)
+            with (out / METRICS_FILE).open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
         distributed.barrier(info)
         if stopped_early:
             log.info(

@@ -179,6 +179,29 @@ def test_resume_continues_where_it_stopped(datasets, tmp_path):
     assert adam_steps == {float(second["steps"])}
 
 
+@pytest.mark.parametrize("death", ["before_metrics_line", "between_renames", "after_next_epoch_line"])
+def test_resume_after_a_death_while_saving(datasets, tmp_path, death):
+    """A worker killed at any point of the save leaves a resumable run whose metrics.jsonl ends at
+    the snapshot: the line lost before the append is restored, a line past the snapshot is dropped."""
+    train_dir, val_dir = datasets
+    run = tmp_path / "run"
+    train(train_dir, val_dir, run, ModelConfig(**TINY), TrainConfig(epochs=2, **FAST))
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    if death == "before_metrics_line":  # epoch 2 snapshotted, its line not yet written
+        (run / "metrics.jsonl").write_text(lines[0] + "\n")
+    elif death == "between_renames":  # last/ moved aside, last.partial/ not yet renamed
+        (run / "last").rename(run / "last.previous")
+    else:  # a line for an epoch 3 whose snapshot never landed
+        extra = {**json.loads(lines[1]), "epoch": 3}
+        (run / "metrics.jsonl").write_text("\n".join([*lines, json.dumps(extra)]) + "\n")
+    train(train_dir, val_dir, run, ModelConfig(**TINY), TrainConfig(epochs=3, resume=True, **FAST))
+    metrics = read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert json.loads(lines[1])["val_total"] == metrics[1]["val_total"]
+    assert load_checkpoint(run / "last")[2]["extra"]["epoch"] == 3
+    assert not (run / "last.previous").exists() and not (run / "last.partial").exists()
+
+
 def test_resume_without_checkpoint_fails_clearly(datasets, tmp_path):
     with pytest.raises(StrategistError, match="no checkpoint to resume"):
         train(*datasets, tmp_path / "empty", ModelConfig(**TINY), TrainConfig(epochs=1, resume=True, **FAST))
