@@ -27,8 +27,9 @@ DEFAULT_RACE_LAPS = 57
 
 
 def create_app() -> FastAPI:
-    model, _, _ = load_checkpoint(Path(os.environ["PEER_CHECKPOINT"]))
+    model, cfg, _ = load_checkpoint(Path(os.environ["PEER_CHECKPOINT"]))
     model.eval()
+    names = cfg.input_names  # telemetry, tactical (and context for a timing-context model)
     app = FastAPI(title="in-process PyTorch peer")
 
     @app.get("/healthz")
@@ -39,9 +40,10 @@ def create_app() -> FastAPI:
     # PyTorch from FastAPI without stalling the event loop.
     @app.post("/predict")
     def predict(body: PredictRequest) -> dict[str, Any]:
-        batch = preprocess([body], default_race_laps=DEFAULT_RACE_LAPS)
+        batch = preprocess([body], default_race_laps=DEFAULT_RACE_LAPS, input_names=names)
+        inputs = batch.model_inputs(names)
         with torch.inference_mode():
-            pace, risk, tire = model(torch.from_numpy(batch.telemetry), torch.from_numpy(batch.tactical))
+            pace, risk, tire = model(*(torch.from_numpy(inputs[name]) for name in names))
         outputs = ModelOutputs(pace_quantiles=pace.numpy(), risk_probs=risk.numpy(), tire_health=tire.numpy())
         return postprocess(batch, outputs)[0].model_dump()
 

@@ -191,11 +191,15 @@ def _wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout_s: float, 
 
 
 @contextlib.contextmanager
-def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) -> Iterator[Server]:
+def uvicorn_server(
+    app: str, env: dict[str, str], ready_path: str, name: str, *, workers: int = 1
+) -> Iterator[Server]:
     """`uvicorn --factory <app>` in a subprocess on a free loopback port; yields its URL and pid.
 
-    One worker, uvloop + httptools: the setup the serving notes recommend for a 2-core box shared
-    with Triton and the load generator.
+    One worker by default, uvloop + httptools: the setup the serving notes recommend for a 2-core
+    box shared with Triton and the load generator. With `workers` > 1 uvicorn binds the socket once
+    and forks that many processes (what `strategist serve --workers N` runs), all in the server's
+    process group, so `group_cpu_s(server.pgid)` counts them all.
     """
     port = free_port()
     log_path = WORK_DIR / f"{name}.log"
@@ -203,7 +207,7 @@ def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) ->
     command = [
         sys.executable, "-m", "uvicorn", "--factory", app,
         "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     with open(log_path, "wb") as log_file:
@@ -229,14 +233,18 @@ def uvicorn_server(app: str, env: dict[str, str], ready_path: str, name: str) ->
                     process.wait(timeout=10)
 
 
-def gateway(triton: LocalTriton) -> contextlib.AbstractContextManager[Server]:
-    env = {
+def gateway(
+    triton: LocalTriton, *, workers: int = 1, env: dict[str, str] | None = None, name: str = "gateway"
+) -> contextlib.AbstractContextManager[Server]:
+    """The gateway on `triton`; `env` adds GatewaySettings (STRATEGIST_*) for a variant."""
+    settings = {
         "STRATEGIST_BACKEND": "triton",
         "STRATEGIST_TRITON_URL": triton.grpc_url,
         "STRATEGIST_MODEL_NAME": CPU_MODEL_NAME,
         "STRATEGIST_LOG_LEVEL": "warning",
+        **(env or {}),
     }
-    return uvicorn_server("server.main:create_app", env, "/readyz", "gateway")
+    return uvicorn_server("server.main:create_app", settings, "/readyz", name, workers=workers)
 
 
 def peer(ckpt: Checkpoint) -> contextlib.AbstractContextManager[Server]:
