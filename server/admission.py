@@ -4,8 +4,9 @@ flight, and a body that must arrive in time. Pure ASGI, so it adds no task or st
 - Deadline: every prediction request gets one when it reaches the gateway, covering everything
   after (body read, preprocessing, the wait for the event loop, the backend call). The client may
   shorten or extend it up to `max_deadline_s` with `X-Request-Deadline-Ms: <ms>` or gRPC's
-  `grpc-timeout: <digits><H|M|S|m|u|n>`. Past the deadline the request is answered 503 +
-  Retry-After at once (never a hang), and the pipeline checks it before the backend call
+  `grpc-timeout: <digits><H|M|S|m|u|n>`. A request that cannot finish in time is answered 503 +
+  Retry-After `answer_margin_s` before its deadline (never a hang, and never late: the margin
+  covers a busy event loop's timer lag and writing the answer), and the pipeline checks it before the backend call
   (`check_deadline`), so work nobody waits for any more is not sent to Triton.
 - In flight: at most `max_in_flight` prediction requests run at once; one more is answered 429 +
   Retry-After without reading its body. Rejecting costs microseconds, so under overload the
@@ -96,6 +97,7 @@ class AdmissionMiddleware:
         deadline_s: float,
         max_deadline_s: float,
         body_timeout_s: float,
+        answer_margin_s: float = 0.0,
     ) -> None:
         self.app = app
         self.paths = paths
@@ -104,6 +106,7 @@ class AdmissionMiddleware:
         self.deadline_s = deadline_s
         self.max_deadline_s = max_deadline_s
         self.body_timeout_s = body_timeout_s
+        self.answer_margin_s = answer_margin_s
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,7 +138,8 @@ class AdmissionMiddleware:
             await send(message)
 
         try:
-            async with asyncio.timeout(budget) as timeout:
+            # Give up a margin before the deadline, so the 503 is written and on its way by then.
+            async with asyncio.timeout(budget - min(self.answer_margin_s, budget / 10)) as timeout:
                 await self.app(scope, self._timed_body(receive, started), send_tracked)
         except TimeoutError:
             if response_started:

@@ -80,6 +80,14 @@ class GatewaySettings(BaseSettings):
     max_request_deadline_s: float = Field(
         default=10.0, gt=0, le=300, description="Longest deadline a client header may ask for."
     )
+    deadline_answer_margin_ms: float = Field(
+        default=25.0,
+        ge=0,
+        le=1000,
+        description="The 503 for a request that cannot finish in time is sent this long before its "
+        "deadline (at most a tenth of the deadline), so that it reaches the client within the deadline "
+        "even while the event loop is busy: on a loaded 2-core machine a due timer runs up to ~15 ms late.",
+    )
     max_in_flight: int = Field(
         default=32,
         ge=1,

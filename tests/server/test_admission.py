@@ -115,6 +115,24 @@ def test_slow_backend_past_the_client_deadline_is_503_in_time(tiny_model):
     assert _metric(app, "strategist_requests_shed_total", {"reason": "deadline"}) == 1
 
 
+@pytest.mark.parametrize(("margin_ms", "deadline_ms"), [(40.0, 1000), (40.0, 200)])
+def test_the_503_leaves_a_margin_before_the_deadline(tiny_model, margin_ms, deadline_ms):
+    """The gateway gives up deadline_answer_margin_ms early (at most a tenth of the deadline), so a
+    busy loop's late timer still gets the 503 to the client inside its deadline."""
+    app, _ = _app(tiny_model, delay_s=5.0, deadline_answer_margin_ms=margin_ms)
+
+    async def run(client):
+        started = time.perf_counter()
+        headers = HEADERS | {"X-Request-Deadline-Ms": str(deadline_ms)}
+        response = await client.post("/predict", content=BODY, headers=headers)
+        return response, (time.perf_counter() - started) * 1000
+
+    response, ms = asyncio.run(_with_client(app, run))
+    assert response.status_code == 503
+    margin = min(margin_ms, deadline_ms / 10)
+    assert deadline_ms - margin - 5 <= ms < deadline_ms - margin / 2, ms
+
+
 def test_work_past_its_deadline_is_not_sent_to_the_backend(tiny_model):
     app, backend = _app(tiny_model)
 
