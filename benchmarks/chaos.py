@@ -2,11 +2,12 @@
 
     python -m benchmarks.chaos [--concurrency 8] [--deadline 1.0] [--stop 10] [--overload 30] [--factor 4]
 
-The pieces `strategist serve` runs, in one process: a local Triton (strategist.serving.triton_launcher)
-watched by the supervisor (strategist.serving.supervisor, its default checks), and the gateway app
-(server.main.create_app, admission control at its defaults but the deadline) driven through its ASGI
-interface by an asyncio loop (httpx.ASGITransport: no sockets, nothing leaves the process but the
-gateway's gRPC to Triton on 127.0.0.1). Every request carries the gateway deadline. Phases:
+The pieces `strategist serve` runs: a local Triton (strategist.serving.triton_launcher) watched by
+the supervisor (strategist.serving.supervisor, its default checks, in this process), and the gateway
+(server.main:create_app under uvicorn in a process of its own, admission control at its defaults but
+the deadline), loaded over HTTP on 127.0.0.1 by this process (keep-alive connections, pre-encoded
+requests: benchmarks.http_load), so the load generator never takes the gateway's event loop or GIL.
+Every request carries the gateway deadline. Phases:
 
 1. baseline: 1 client (normal latency), then `concurrency` closed-loop clients (saturated throughput);
 2. kill -9 of the Triton server (the process alone) under the closed-loop load: time to the first
@@ -39,16 +40,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.services import Sample
-from server.main import create_app
-from server.settings import GatewaySettings
+from benchmarks import http_load
+from benchmarks.services import Sample, uvicorn_server
 from strategist.contract import CPU_MODEL_NAME
 from strategist.serving.supervisor import TritonSupervisor
 from strategist.serving.triton_launcher import LocalTriton
 
 MAX_OUTSTANDING = 4096
+# Connections the load keeps to the gateway, as a fleet of clients would: more requests than that
+# at once wait on this side, and the wait counts in their latency (it is measured from when each
+# was due). Unbounded, an overload opens connections faster than the gateway accepts them and the
+# kernel's SYN retries (1 s, 3 s, 7 s) show up as 10 s "latencies" that no server setting can touch.
+MAX_CONNECTIONS = 512
+ANSWER_TIMEOUT_S = 30.0
 NORMAL_FACTOR = 1.5  # "back to normal": median of 5 in a row <= 1.5 x the baseline median
 
 
@@ -84,25 +88,24 @@ def _ms(seconds: float | None) -> float | None:
 
 
 class Load:
-    """Requests through the gateway's ASGI interface, every answer kept as a Sample."""
+    """Requests to the gateway over keep-alive HTTP connections, every answer kept as a Sample
+    (status 0: no answer within ANSWER_TIMEOUT_S or the connection failed)."""
 
-    def __init__(self, client: httpx.AsyncClient, payloads: Sequence[bytes]) -> None:
-        self.client, self.payloads, self.samples = client, payloads, []
+    def __init__(self, url: str, payloads: Sequence[bytes]) -> None:
+        self.requests = http_load.encode_requests(url + "/predict", list(payloads), "application/json", {})
+        parts = url.split("//", 1)[1].split(":")
+        self.pool = http_load.Pool(parts[0], int(parts[1]), MAX_CONNECTIONS)
+        self.samples: list[Sample] = []
         self._n = 0
         self.outstanding = 0
 
-    async def one(self, path: str = "/predict") -> Sample:
-        body = self.payloads[self._n % len(self.payloads)]
+    async def one(self) -> Sample:
+        request = self.requests[self._n % len(self.requests)]
         self._n += 1
         sent = time.monotonic()
         self.outstanding += 1
         try:
-            response = await self.client.post(
-                path, content=body, headers={"Content-Type": "application/json"}
-            )
-            status = response.status_code
-        except httpx.HTTPError:
-            status = -1  # never expected: counted as a failure
+            status = await self.pool.call(request, ANSWER_TIMEOUT_S)
         finally:
             self.outstanding -= 1
         sample = Sample(sent, (time.monotonic() - sent) * 1e3, status)
@@ -180,152 +183,146 @@ async def run_chaos(
     marker = triton._shm_prefix  # on the server's and every stub's command line
     result: dict[str, Any] = {"concurrency": concurrency, "deadline_s": deadline_s}
     try:
-        settings = GatewaySettings(
-            backend="triton",
-            triton_url=triton.grpc_url,
-            model_name=CPU_MODEL_NAME,
-            request_timeout_s=deadline_s,
-            request_deadline_s=deadline_s,
-            readiness_timeout_s=0.5,
-            log_level="error",  # one warning per refused request otherwise
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://gateway", timeout=30
-            ) as client:
-                load = Load(client, payloads)
-                processes_before = stack_processes(marker)
+        env = {
+            "STRATEGIST_BACKEND": "triton",
+            "STRATEGIST_TRITON_URL": triton.grpc_url,
+            "STRATEGIST_MODEL_NAME": CPU_MODEL_NAME,
+            "STRATEGIST_REQUEST_TIMEOUT_S": str(deadline_s),
+            "STRATEGIST_REQUEST_DEADLINE_S": str(deadline_s),
+            "STRATEGIST_READINESS_TIMEOUT_S": "0.5",
+            "STRATEGIST_LOG_LEVEL": "error",  # one warning per refused request otherwise
+        }
+        with uvicorn_server("server.main:create_app", env, "/readyz", "chaos-gateway") as gateway:
+            load = Load(gateway.url, payloads)
+            processes_before = stack_processes(marker)
 
-                # 1. baseline
-                start, end = await _closed_phase(load, 1, 2.0)
-                sequential = [s.latency_ms for s in load.window(start, end) if s.status == 200]
-                normal_ms = statistics.median(sequential)
-                start, end = await _closed_phase(load, concurrency, baseline_s)
-                saturated = load.window(start, end)
-                ok = [s for s in saturated if s.status == 200]
-                saturated_rps = len(ok) / (end - start)
-                result["baseline"] = {
-                    "sequential": summarize(sequential),
-                    "saturated": {
-                        "throughput_rps": round(saturated_rps, 1),
-                        "statuses": _statuses(saturated),
-                        **summarize([s.latency_ms for s in ok]),
-                    },
-                }
+            # 1. baseline
+            start, end = await _closed_phase(load, 1, 2.0)
+            sequential = [s.latency_ms for s in load.window(start, end) if s.status == 200]
+            normal_ms = statistics.median(sequential)
+            start, end = await _closed_phase(load, concurrency, baseline_s)
+            saturated = load.window(start, end)
+            ok = [s for s in saturated if s.status == 200]
+            saturated_rps = len(ok) / (end - start)
+            result["baseline"] = {
+                "sequential": summarize(sequential),
+                "saturated": {
+                    "throughput_rps": round(saturated_rps, 1),
+                    "statuses": _statuses(saturated),
+                    **summarize([s.latency_ms for s in ok]),
+                },
+            }
 
-                # 2. kill -9 under load
-                stop = asyncio.Event()
-                running = asyncio.create_task(load.closed(concurrency, stop))
-                await asyncio.sleep(1.0)
-                victim = triton.pid
-                assert victim is not None
-                killed_at = time.monotonic()
-                os.kill(victim, signal.SIGKILL)
-                restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
-                deadline = time.monotonic() + 10.0
-                while time.monotonic() < deadline:  # until answers come back
-                    after = load.window(killed_at)
-                    first_bad = next((s for s in after if s.status != 200), None)
-                    if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(1.0)
-                stop.set()
-                await running
+            # 2. kill -9 under load
+            stop = asyncio.Event()
+            running = asyncio.create_task(load.closed(concurrency, stop))
+            await asyncio.sleep(1.0)
+            victim = triton.pid
+            assert victim is not None
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:  # until answers come back
                 after = load.window(killed_at)
                 first_bad = next((s for s in after if s.status != 200), None)
-                first_503 = next((s for s in after if s.status == 503), None)
-                back = (
-                    next((s for s in load.window(first_bad.sent_at) if s.status == 200), None)
-                    if first_bad
-                    else None
-                )
-                result["kill"] = {
-                    "supervisor_restarted": restarted,
-                    "time_to_first_503_ms": _ms(
-                        first_503.sent_at + first_503.latency_ms / 1e3 - killed_at if first_503 else None
-                    ),
-                    "time_back_to_200_s": (
-                        round(back.sent_at + back.latency_ms / 1e3 - killed_at, 2) if back else None
-                    ),
-                    "statuses": _statuses(after),
-                    "stack_processes_before": len(processes_before),
-                    "stack_processes_after": len(stack_processes(marker)),
-                    "left_in_killed_group": len(group_members(victim)),
-                    "restart": [e.detail for e in supervisor.events if e.kind == "restarted"][:1],
-                }
+                if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            stop.set()
+            await running
+            after = load.window(killed_at)
+            first_bad = next((s for s in after if s.status != 200), None)
+            first_503 = next((s for s in after if s.status == 503), None)
+            back = (
+                next((s for s in load.window(first_bad.sent_at) if s.status == 200), None)
+                if first_bad
+                else None
+            )
+            result["kill"] = {
+                "supervisor_restarted": restarted,
+                "time_to_first_503_ms": _ms(
+                    first_503.sent_at + first_503.latency_ms / 1e3 - killed_at if first_503 else None
+                ),
+                "time_back_to_200_s": (
+                    round(back.sent_at + back.latency_ms / 1e3 - killed_at, 2) if back else None
+                ),
+                "statuses": _statuses(after),
+                "stack_processes_before": len(processes_before),
+                "stack_processes_after": len(stack_processes(marker)),
+                "left_in_killed_group": len(group_members(victim)),
+                "restart": [e.detail for e in supervisor.events if e.kind == "restarted"][:1],
+            }
 
-                # 3. SIGSTOP for stop_s
-                stop = asyncio.Event()
-                running = asyncio.create_task(load.closed(concurrency, stop))
-                await asyncio.sleep(1.0)
-                stopped = triton.pid
-                assert stopped is not None
-                stopped_at = time.monotonic()
-                os.kill(stopped, signal.SIGSTOP)
-                await asyncio.sleep(stop_s)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(stopped, signal.SIGCONT)
-                # The supervisor kills a server that fails `hang_checks` checks in a row; one that
-                # was stopped for less than that is simply running again now.
-                hung_seen = any(e.kind == "hung" for e in supervisor.events)
-                replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
-                await asyncio.sleep(1.0)
-                stop.set()
-                await running
-                window = load.window(stopped_at)
-                hung = [e for e in supervisor.events if e.kind == "hung"]
-                result["stop"] = {
-                    "seconds": stop_s,
-                    "statuses": _statuses(window),
-                    "max_latency_ms": round(max(s.latency_ms for s in window), 1),
-                    "over_deadline": sum(1 for s in window if s.latency_ms > deadline_s * 1e3),
-                    "over_deadline_plus_100ms": sum(
-                        1 for s in window if s.latency_ms > deadline_s * 1e3 + 100
-                    ),
-                    "supervisor_replaced_hung_server": replaced,
-                    "hung_detected_after_s": round(hung[0].at - stopped_at, 2) if hung else None,
-                    "stack_processes_after": len(stack_processes(marker)),
-                    "left_in_stopped_group": len(group_members(stopped)),
-                }
+            # 3. SIGSTOP for stop_s
+            stop = asyncio.Event()
+            running = asyncio.create_task(load.closed(concurrency, stop))
+            await asyncio.sleep(1.0)
+            stopped = triton.pid
+            assert stopped is not None
+            stopped_at = time.monotonic()
+            os.kill(stopped, signal.SIGSTOP)
+            await asyncio.sleep(stop_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped, signal.SIGCONT)
+            # The supervisor kills a server that fails `hang_checks` checks in a row; one that
+            # was stopped for less than that is simply running again now.
+            hung_seen = any(e.kind == "hung" for e in supervisor.events)
+            replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
+            await asyncio.sleep(1.0)
+            stop.set()
+            await running
+            window = load.window(stopped_at)
+            hung = [e for e in supervisor.events if e.kind == "hung"]
+            result["stop"] = {
+                "seconds": stop_s,
+                "statuses": _statuses(window),
+                "max_latency_ms": round(max(s.latency_ms for s in window), 1),
+                "over_deadline": sum(1 for s in window if s.latency_ms > deadline_s * 1e3),
+                "over_deadline_plus_100ms": sum(1 for s in window if s.latency_ms > deadline_s * 1e3 + 100),
+                "supervisor_replaced_hung_server": replaced,
+                "hung_detected_after_s": round(hung[0].at - stopped_at, 2) if hung else None,
+                "stack_processes_after": len(stack_processes(marker)),
+                "left_in_stopped_group": len(group_members(stopped)),
+            }
 
-                # 4. overload
-                overload_at = time.monotonic()
-                offered = await load.open(factor * saturated_rps, overload_s)
-                overload_end = time.monotonic()
-                window = load.window(overload_at, overload_end)
-                admitted = [s for s in window if s.status == 200]
-                other_5xx = [s for s in window if s.status >= 500 and s.status != 503 or s.status < 0]
-                recovery_at = time.monotonic()
-                normal_again: float | None = None
-                recent: list[float] = []
-                while time.monotonic() - recovery_at < recovery_s:
-                    sample = await load.one()
-                    recent = [*recent[-4:], sample.latency_ms if sample.status == 200 else float("inf")]
-                    if len(recent) == 5 and statistics.median(recent) <= NORMAL_FACTOR * normal_ms:
-                        normal_again = time.monotonic() - recovery_at
-                        break
-                result["overload"] = {
-                    "factor": factor,
-                    "seconds": overload_s,
-                    "target_rate": round(factor * saturated_rps, 1),
-                    **offered,
-                    "statuses": _statuses(window),
-                    "other_5xx": len(other_5xx),
-                    "admitted": summarize([s.latency_ms for s in admitted]),
-                    "goodput_rps": round(len(admitted) / (overload_end - overload_at), 1),
-                    "goodput_vs_saturated": round(
-                        len(admitted) / (overload_end - overload_at) / saturated_rps, 2
-                    ),
-                    "back_to_normal_s": None if normal_again is None else round(normal_again, 2),
-                    "normal_median_ms": round(normal_ms, 2),
-                }
-                result["events"] = [
-                    {"at_s": round(e.at - supervisor.events[0].at, 2), "kind": e.kind, "detail": e.detail}
-                    for e in supervisor.events
-                ]
+            # 4. overload
+            overload_at = time.monotonic()
+            offered = await load.open(factor * saturated_rps, overload_s)
+            overload_end = time.monotonic()
+            window = load.window(overload_at, overload_end)
+            admitted = [s for s in window if s.status == 200]
+            other_5xx = [s for s in window if s.status >= 500 and s.status != 503 or s.status <= 0]
+            recovery_at = time.monotonic()
+            normal_again: float | None = None
+            recent: list[float] = []
+            while time.monotonic() - recovery_at < recovery_s:
+                sample = await load.one()
+                recent = [*recent[-4:], sample.latency_ms if sample.status == 200 else float("inf")]
+                if len(recent) == 5 and statistics.median(recent) <= NORMAL_FACTOR * normal_ms:
+                    normal_again = time.monotonic() - recovery_at
+                    break
+            result["load_generator_failures"] = http_load.failure_counts([load.pool])
+            result["overload"] = {
+                "factor": factor,
+                "seconds": overload_s,
+                "target_rate": round(factor * saturated_rps, 1),
+                **offered,
+                "statuses": _statuses(window),
+                "other_5xx": len(other_5xx),
+                "admitted": summarize([s.latency_ms for s in admitted]),
+                "goodput_rps": round(len(admitted) / (overload_end - overload_at), 1),
+                "goodput_vs_saturated": round(
+                    len(admitted) / (overload_end - overload_at) / saturated_rps, 2
+                ),
+                "back_to_normal_s": None if normal_again is None else round(normal_again, 2),
+                "normal_median_ms": round(normal_ms, 2),
+            }
+            result["events"] = [
+                {"at_s": round(e.at - supervisor.events[0].at, 2), "kind": e.kind, "detail": e.detail}
+                for e in supervisor.events
+            ]
     finally:
         supervisor.close()
     result["stack_processes_after_close"] = len(stack_processes(marker))
@@ -365,9 +362,11 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
         ("overload: goodput, vs saturated throughput", f"{over['goodput_rps']} req/s, {over['goodput_vs_saturated']}x"),
         ("after the overload: back to normal latency in", f"{over['back_to_normal_s']} s (normal median {over['normal_median_ms']} ms)"),
         ("this stack's Triton processes after close", result["stack_processes_after_close"]),
+        ("load generator: failed connections by kind; stale keep-alive connections retried", result.get("load_generator_failures", {})),
     ]  # fmt: skip
     lines = [
-        f"Measured with `{command}` on {machine}; gateway in process (ASGI), local Triton + supervisor, "
+        f"Measured with `{command}` on {machine}; gateway under uvicorn in its own process, loaded over HTTP "
+        "by the benchmark's process; local Triton + supervisor, "
         f"deadline {deadline_ms:.0f} ms, in-flight bound at its default.",
         "",
         "| | |",

@@ -86,37 +86,67 @@ def encode_requests(url: str, bodies: list[bytes], content_type: str, headers: d
     ]
 
 
-class _Pool:
+class Pool:
+    """Keep-alive connections to one server, at most `max_connections` at once.
+
+    A reused connection that fails before any answer is a stale one (the server closes idle
+    keep-alive connections: uvicorn after 5 s): the request goes once more on a new connection,
+    as HTTP clients do, and is counted in `stale_retries`. Every other failure is status 0, its
+    exception type counted in `errors`.
+    """
+
     def __init__(self, host: str, port: int, max_connections: int) -> None:
         self.host, self.port = host, port
         self.idle: list[_Connection] = []
         self.slots = asyncio.Semaphore(max_connections)
+        self.errors: Counter[str] = Counter()
+        self.stale_retries = 0
 
     async def call(self, request: bytes, timeout_s: float) -> int:
         async with self.slots:
-            conn = self.idle.pop() if self.idle else None
-            try:
-                if conn is None:
-                    conn = _Connection(*await asyncio.open_connection(self.host, self.port))
-                status, close = await asyncio.wait_for(conn.call(request), timeout_s)
-            except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
-                if conn is not None:
+            if self.idle:
+                conn = self.idle.pop()
+                try:
+                    return await self._send(conn, request, timeout_s)
+                except (ConnectionError, asyncio.IncompleteReadError):
                     conn.close()
+                    self.stale_retries += 1
+                except _FAILURES as exc:
+                    conn.close()
+                    self.errors[type(exc).__name__] += 1
+                    return 0
+            try:
+                conn = _Connection(*await asyncio.open_connection(self.host, self.port))
+            except _FAILURES as exc:
+                self.errors[type(exc).__name__] += 1
                 return 0
-            if close:
+            try:
+                return await self._send(conn, request, timeout_s)
+            except _FAILURES as exc:
                 conn.close()
-            else:
-                self.idle.append(conn)
-            return status
+                self.errors[type(exc).__name__] += 1
+                return 0
+
+    async def _send(self, conn: _Connection, request: bytes, timeout_s: float) -> int:
+        status, close = await asyncio.wait_for(conn.call(request), timeout_s)
+        if close:
+            conn.close()
+        else:
+            self.idle.append(conn)
+        return status
+
+
+_FAILURES = (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError)
 
 
 async def open_loop(
     url: str, requests: list[bytes], rate: float, duration_s: float, warmup_s: float, *,
     max_connections: int = 256, timeout_s: float = 10.0,
-) -> tuple[list[Sample], float]:  # fmt: skip
-    """Arrivals every 1/rate s for warmup + duration; returns (samples after the warm-up, window s)."""
+) -> tuple[list[Sample], float, dict[str, int]]:  # fmt: skip
+    """Arrivals every 1/rate s for warmup + duration; returns (samples after the warm-up, window s,
+    failure counts: exception types and stale_retries)."""
     parts = urllib.parse.urlsplit(url)
-    pool = _Pool(parts.hostname or "127.0.0.1", parts.port or 80, max_connections)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, max_connections)
     samples: list[Sample] = []
     tasks: set[asyncio.Task[None]] = set()
     t0 = now() + 0.05
@@ -139,7 +169,15 @@ async def open_loop(
         await asyncio.wait(tasks)
     for conn in pool.idle:
         conn.close()
-    return samples, duration_s
+    return samples, duration_s, failure_counts([pool])
+
+
+def failure_counts(pools: list[Pool]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for pool in pools:
+        counts.update(pool.errors)
+        counts["stale_retries"] += pool.stale_retries
+    return dict(counts)
 
 
 async def closed_loop(
@@ -150,17 +188,19 @@ async def closed_loop(
     warmup_s: float,
     *,
     timeout_s: float = 10.0,
-) -> tuple[list[Sample], float]:
+) -> tuple[list[Sample], float, dict[str, int]]:
     """`clients` connections back to back for warmup + duration; returns (samples sent after the
-    warm-up and before the end, window s)."""
+    warm-up and before the end, window s, failure counts as open_loop)."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     samples: list[Sample] = []
     t0 = now()
     end = t0 + warmup_s + duration_s
 
+    pools = [Pool(host, port, 1) for _ in range(clients)]
+
     async def client(k: int) -> None:
-        pool = _Pool(host, port, 1)
+        pool = pools[k]
         i = k
         while now() < end:
             start = now()
@@ -174,7 +214,7 @@ async def closed_loop(
             conn.close()
 
     await asyncio.gather(*(client(k) for k in range(clients)))
-    return samples, duration_s
+    return samples, duration_s, failure_counts(pools)
 
 
 def summary(samples: list[Sample], window_s: float) -> dict[str, Any]:
@@ -226,19 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate is not None:
         if args.rate <= 0:
             parser.error("--rate must be positive")
-        samples, window = asyncio.run(
+        samples, window, failures = asyncio.run(
             open_loop(args.url, requests, args.rate, args.duration, args.warmup,
                       max_connections=args.max_connections, timeout_s=args.timeout)
         )  # fmt: skip
     else:
         if args.clients < 1:
             parser.error("--clients must be at least 1")
-        samples, window = asyncio.run(
+        samples, window, failures = asyncio.run(
             closed_loop(args.url, requests, args.clients, args.duration, args.warmup, timeout_s=args.timeout)
         )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         **summary(samples, window),
+        "failures": failures,
         "mode": "open" if args.rate is not None else "closed",
         "rate": args.rate,
         "clients": args.clients,

@@ -64,30 +64,32 @@ def _requests(url: str) -> list[bytes]:
 
 def test_open_loop_sends_the_offered_rate_and_times_from_the_due_moment(slow_server):
     url = slow_server + "/ok"
-    samples, window = asyncio.run(http_load.open_loop(url, _requests(url), 100.0, 1.0, 0.2))
+    samples, window, _ = asyncio.run(http_load.open_loop(url, _requests(url), 100.0, 1.0, 0.2))
     result = http_load.summary(samples, window)
     assert 95 <= result["sent"] <= 101 and result["statuses"] == {"200": result["sent"]}
     latencies = sorted(s[1] for s in samples)
     assert latencies[len(latencies) // 2] >= DELAY_S * 1000  # the server's delay is in every latency
     # Two connections at most: 100 arrivals/s x 20 ms each. Capped at one, the queue on this side
     # shows in the latency (coordinated omission is not hidden).
-    samples_1, _ = asyncio.run(http_load.open_loop(url, _requests(url), 100.0, 1.0, 0.2, max_connections=1))
+    samples_1, _, _ = asyncio.run(
+        http_load.open_loop(url, _requests(url), 100.0, 1.0, 0.2, max_connections=1)
+    )
     assert max(s[1] for s in samples_1) > 5 * DELAY_S * 1000
 
 
 def test_closed_loop_keeps_each_client_busy(slow_server):
     url = slow_server + "/ok"
-    samples, window = asyncio.run(http_load.closed_loop(url, _requests(url), 4, 1.0, 0.2))
+    samples, window, _ = asyncio.run(http_load.closed_loop(url, _requests(url), 4, 1.0, 0.2))
     rate = http_load.summary(samples, window)["ok_per_s"]
     assert 0.6 * 4 / DELAY_S <= rate <= 4 / DELAY_S * 1.05  # ~200/s at 4 clients x 20 ms
 
 
 def test_refusals_and_dead_servers_are_counted_not_hidden(slow_server):
     busy = slow_server + "/busy"
-    samples, window = asyncio.run(http_load.closed_loop(busy, _requests(busy), 2, 0.3, 0.0))
+    samples, window, _ = asyncio.run(http_load.closed_loop(busy, _requests(busy), 2, 0.3, 0.0))
     assert set(http_load.summary(samples, window)["statuses"]) == {"429"}
     dead = f"http://127.0.0.1:{free_port()}/ok"
-    samples, window = asyncio.run(http_load.open_loop(dead, _requests(dead), 20.0, 0.5, 0.0))
+    samples, window, _ = asyncio.run(http_load.open_loop(dead, _requests(dead), 20.0, 0.5, 0.0))
     assert http_load.summary(samples, window)["statuses"] == {"0": len(samples)} and samples
 
 
