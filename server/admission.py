@@ -8,9 +8,12 @@ flight, and a body that must arrive in time. Pure ASGI, so it adds no task or st
   Retry-After `answer_margin_s` before its deadline (never a hang, and never late: the margin
   covers a busy event loop's timer lag and writing the answer), and the pipeline checks it before the backend call
   (`check_deadline`), so work nobody waits for any more is not sent to Triton.
-- In flight: at most `max_in_flight` prediction requests run at once; one more is answered 429 +
-  Retry-After without reading its body. Rejecting costs microseconds, so under overload the
-  admitted requests keep their latency instead of everyone queueing past their deadline.
+- In flight: at most `max_in_flight` prediction requests run at once. More wait, in arrival order,
+  for a slot (at most `max_queued`; their deadline keeps running, their body is not read yet); one
+  more is answered 429 + Retry-After without reading its body. Waiting costs no CPU, so clients
+  beyond the bound queue instead of retrying into a storm of 429s, and the pipeline stays busy.
+  A request whose wait leaves less time than a request takes (the running mean of admitted
+  requests' service times) is answered 503 at once: work that would miss its deadline is not started.
 - Body: the whole body must arrive within `body_timeout_s` of the request start (a client sending
   1 byte/s is cut off with 408). A client that disconnects mid-upload gets no answer and is not an
   error: it is counted in strategist_client_disconnects_total, and the request's state says so
@@ -98,16 +101,21 @@ class AdmissionMiddleware:
         max_deadline_s: float,
         body_timeout_s: float,
         answer_margin_s: float = 0.0,
+        max_queued: int = 0,
     ) -> None:
         self.app = app
         self.paths = paths
         self.metrics = metrics
         self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
         self.deadline_s = deadline_s
         self.max_deadline_s = max_deadline_s
         self.body_timeout_s = body_timeout_s
         self.answer_margin_s = answer_margin_s
         self.in_flight = 0
+        self.queued = 0
+        self._slots = asyncio.Semaphore(max_in_flight)  # FIFO: waiters get slots in arrival order
+        self.service_s = 0.0  # running mean of admitted requests' service time (slot to answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -120,15 +128,17 @@ class AdmissionMiddleware:
             await self._reject(scope, receive, send, 400, str(exc), retry_after=None)
             return
         budget = self.deadline_s if budget is None else min(budget, self.max_deadline_s)
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight and self.queued >= self.max_queued:
             self.metrics.shed.labels(reason="in_flight").inc()
-            message = f"{self.in_flight} requests in flight, the limit is {self.max_in_flight} (STRATEGIST_MAX_IN_FLIGHT)"
+            message = (
+                f"{self.in_flight} requests in flight and {self.queued} waiting, the limits are "
+                f"{self.max_in_flight} (STRATEGIST_MAX_IN_FLIGHT) and {self.max_queued} (STRATEGIST_MAX_QUEUED)"
+            )
             await self._reject(scope, receive, send, 429, message, retry_after=1)
             return
-        self.in_flight += 1
-        self.metrics.in_flight.set(self.in_flight)
-        token = _deadline.set(started + budget)
-        response_started = False
+        deadline = started + budget
+        token = _deadline.set(deadline)
+        admitted = response_started = False
 
         async def send_tracked(message: Message) -> None:
             nonlocal response_started
@@ -140,7 +150,13 @@ class AdmissionMiddleware:
         try:
             # Give up a margin before the deadline, so the 503 is written and on its way by then.
             async with asyncio.timeout(budget - min(self.answer_margin_s, budget / 10)) as timeout:
+                waited = await self._take_slot()
+                admitted = True
+                if waited and deadline - time.monotonic() < self.service_s:
+                    raise TimeoutError  # it would miss the deadline anyway: do not start the work
+                slot_at = time.monotonic()
                 await self.app(scope, self._timed_body(receive, started), send_tracked)
+                self.service_s += 0.05 * (time.monotonic() - slot_at - self.service_s)
         except TimeoutError:
             if response_started:
                 raise
@@ -153,8 +169,27 @@ class AdmissionMiddleware:
             self.metrics.client_disconnects.inc()
         finally:
             _deadline.reset(token)
-            self.in_flight -= 1
-            self.metrics.in_flight.set(self.in_flight)
+            if admitted:
+                self._slots.release()
+                self.in_flight -= 1
+                self.metrics.in_flight.set(self.in_flight)
+
+    async def _take_slot(self) -> bool:
+        """Wait (FIFO) for an in-flight slot; True when the request had to wait. Cancelled by the
+        deadline's timeout while waiting, it leaves the queue without a slot."""
+        waited = self._slots.locked()
+        if waited:
+            self.queued += 1
+            self.metrics.queued.set(self.queued)
+        try:
+            await self._slots.acquire()
+        finally:
+            if waited:
+                self.queued -= 1
+                self.metrics.queued.set(self.queued)
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        return waited
 
     def _timed_body(self, receive: Receive, started: float) -> Receive:
         """receive() with the body-read deadline: the whole body within body_timeout_s."""

@@ -178,6 +178,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
         paths=PREDICT_ENDPOINTS,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
+        max_queued=settings.max_queued,
         deadline_s=settings.request_deadline_s,
         max_deadline_s=settings.max_request_deadline_s,
         answer_margin_s=settings.deadline_answer_margin_ms / 1000.0,

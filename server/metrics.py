@@ -44,10 +44,16 @@ class GatewayMetrics:
             "Prediction requests admitted and not yet answered.",
             registry=self.registry,
         )
+        self.queued = Gauge(
+            "strategist_requests_queued",
+            "Prediction requests waiting for one of the in-flight slots (their deadline running).",
+            registry=self.registry,
+        )
         self.shed = Counter(
             "strategist_requests_shed_total",
-            "Prediction requests refused or cut short on purpose, by reason: in_flight (429, the limit "
-            "was reached), deadline (503, past the request's deadline), body_timeout (408).",
+            "Prediction requests refused or cut short on purpose, by reason: in_flight (429, every "
+            "slot busy and the wait queue full), deadline (503, the request cannot be answered within "
+            "its deadline, while queued or running), body_timeout (408).",
             ["reason"],
             registry=self.registry,
         )

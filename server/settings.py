@@ -92,8 +92,18 @@ class GatewaySettings(BaseSettings):
         default=32,
         ge=1,
         le=100_000,
-        description="Most prediction requests admitted at once; one more -> 429 + Retry-After at once "
-        "(what keeps admitted requests within their deadline under overload).",
+        description="Most prediction requests running at once; more wait in the queue (max_queued), "
+        "beyond it -> 429 + Retry-After at once (what keeps admitted requests within their deadline "
+        "under overload).",
+    )
+    max_queued: int = Field(
+        default=256,
+        ge=0,
+        le=100_000,
+        description="Prediction requests that may wait for one of the max_in_flight slots, in arrival "
+        "order, their deadline running (a wait that would outlast it ends in the deadline's 503); one "
+        "more is refused with 429. Waiting costs no CPU, so clients beyond the in-flight bound queue "
+        "instead of retrying into a storm of 429s. 0: refuse as soon as every slot is busy.",
     )
     body_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="The whole request body must arrive within this; else 408."

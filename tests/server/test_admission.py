@@ -1,5 +1,6 @@
 """Admission control (server/admission.py): the request deadline (default and client headers), work
-past the deadline never reaching the backend, the in-flight bound (429 + Retry-After), the body-read
+past the deadline never reaching the backend, the in-flight bound with its wait queue (FIFO, then
+429 + Retry-After; a wait that outlasts the deadline is a 503 in time), the body-read
 timeout (408) and a client that disconnects mid-upload (no 500, counted apart)."""
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def test_check_deadline_outside_and_inside_a_request():
 
 
 def test_beyond_the_in_flight_limit_is_429_with_retry_after(tiny_model):
-    app, backend = _app(tiny_model, delay_s=0.3, max_in_flight=2)
+    app, backend = _app(tiny_model, delay_s=0.3, max_in_flight=2, max_queued=0)
 
     async def run(client):
         calls = [client.post("/predict", content=BODY, headers=HEADERS) for _ in range(6)]
@@ -166,10 +167,55 @@ def test_beyond_the_in_flight_limit_is_429_with_retry_after(tiny_model):
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200, 429, 429, 429, 429], statuses
     shed = [r for r in responses if r.status_code == 429]
-    assert all(r.headers["retry-after"] == "1" and "the limit is 2" in r.json()["detail"] for r in shed)
+    assert all(r.headers["retry-after"] == "1" and "the limits are 2" in r.json()["detail"] for r in shed)
     assert backend.calls == 2
     assert _metric(app, "strategist_requests_in_flight") == 0
     assert _metric(app, "strategist_requests_shed_total", {"reason": "in_flight"}) == 4
+
+
+def test_beyond_the_in_flight_limit_requests_wait_in_order_then_429(tiny_model):
+    """2 slots, 2 waiting places: of 6 at once, 4 are answered (2 of them after a wait), 2 refused."""
+    app, backend = _app(tiny_model, delay_s=0.3, max_in_flight=2, max_queued=2)
+    seen_queued: list[float] = []
+
+    async def run(client):
+        calls = [
+            asyncio.create_task(client.post("/predict", content=BODY, headers=HEADERS)) for _ in range(6)
+        ]
+        await asyncio.sleep(0.15)
+        seen_queued.append(_metric(app, "strategist_requests_queued"))
+        return await asyncio.gather(*calls)
+
+    responses = asyncio.run(_with_client(app, run))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 200, 200, 429, 429], statuses
+    assert "2 waiting" in next(r for r in responses if r.status_code == 429).json()["detail"]
+    assert backend.calls == 4 and seen_queued == [2.0]
+    assert (
+        _metric(app, "strategist_requests_queued") == 0 and _metric(app, "strategist_requests_in_flight") == 0
+    )
+
+
+def test_a_wait_that_outlasts_the_deadline_is_503_in_time_and_never_runs(tiny_model):
+    app, backend = _app(tiny_model, delay_s=1.0, max_in_flight=1, max_queued=4)
+
+    async def run(client):
+        first = asyncio.create_task(client.post("/predict", content=BODY, headers=HEADERS))
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        second = await client.post(
+            "/predict", content=BODY, headers=HEADERS | {"X-Request-Deadline-Ms": "300"}
+        )
+        seconds = time.perf_counter() - started  # before awaiting the first (1 s)
+        return await first, second, seconds
+
+    first, second, seconds = asyncio.run(_with_client(app, run))
+    assert first.status_code == 200 and second.status_code == 503
+    assert "deadline of 300 ms" in second.json()["detail"] and seconds < 0.3
+    assert backend.calls == 1  # the waiting request never reached the backend
+    assert (
+        _metric(app, "strategist_requests_queued") == 0 and _metric(app, "strategist_requests_in_flight") == 0
+    )
 
 
 async def _call_asgi(app, messages: list[dict], pause_s: float) -> list[dict]:
