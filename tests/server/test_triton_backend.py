@@ -86,7 +86,7 @@ def client(triton):
 
 def test_triton_answers_match_pytorch(client, checkpoint, triton):
     model = checkpoint[0]
-    ready = client.get("/readyz").json()
+    ready = client.get("/readyz", headers=AUTH).json()
     (endpoint,) = ready.pop("endpoints")
     assert ready == {"ready": True, "backend": "triton", "model": CPU_MODEL_NAME}
     assert (endpoint["url"], endpoint["up"], endpoint["outstanding"]) == (triton.grpc_url, True, 0)
@@ -163,6 +163,9 @@ def test_triton_down_is_a_quick_503_and_the_gateway_recovers(client, triton, rep
     assert time.perf_counter() - started < 2.0
     down = client.get("/readyz")
     assert down.status_code == 503 and down.json()["endpoints"][0]["up"] is False
+    # Open to probes, but Triton's address and error only for a caller with the key.
+    assert "url" not in down.json()["endpoints"][0] and str(triton.grpc_port) not in down.text
+    assert client.get("/readyz", headers=AUTH).json()["endpoints"][0]["url"] == triton.grpc_url
     metrics = client.get("/metrics").text
     assert f'strategist_triton_endpoint_up{{endpoint="{triton.grpc_url}"}} 0.0' in metrics
 
