@@ -94,3 +94,44 @@ def test_real_triton_serves_the_cpu_model_over_grpc(tiny_cpu_repository):
     assert pid is not None and _process_gone(pid)
     assert not triton.is_running()
     assert triton.log_path is not None and "successfully loaded" in triton.log_path.read_text()
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_start_that_times_out_kills_the_whole_group_and_can_be_retried(tiny_cpu_repository):
+    """Not ready in time (here: a 0.3 s budget, the Python-backend model needs seconds): the server
+    may be hung, so its process group is SIGKILLed at once, nothing of it is left (no stub, no
+    shared memory), and a second start() on the same object works."""
+    triton = launcher.LocalTriton(tiny_cpu_repository)
+    timed_out: list[int] = []
+    wait_ready = triton._wait_ready
+
+    def wait_and_note_the_pid(timeout_s: float) -> None:
+        timed_out.append(triton.pid)
+        wait_ready(timeout_s)
+
+    triton._wait_ready = wait_and_note_the_pid  # type: ignore[method-assign]
+    with pytest.raises(launcher.TritonLaunchError, match="not ready after"):
+        triton.start(timeout_s=0.3)
+    triton._wait_ready = wait_ready  # type: ignore[method-assign]
+    assert not triton.is_running() and len(timed_out) == 1
+    assert _group_members(timed_out[0]) == [] and _process_gone(timed_out[0])
+    shm = [p.name for p in Path("/dev/shm").glob(f"{triton._shm_prefix}*")]
+    assert shm == []
+    try:
+        triton.start(timeout_s=60)
+        pid = triton.pid
+        assert pid is not None and triton.is_ready()
+    finally:
+        triton.stop()
+    assert _group_members(pid) == [] and _process_gone(pid)
