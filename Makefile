@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy strategist server export
+	$(BIN)/mypy strategist server export benchmarks
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.onnx_export import export_onnx, ort_session, run_ort, run_torch
     from export.sample_inputs import realistic_inputs, realistic_stats
     from strategist.model import ModelConfig, build_model, count_parameters
+    from strategist.model.core import StrategistModel
 
     cpus = len(os.sched_getaffinity(0))
     threads = args.threads or cpus
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         torch.manual_seed(0)
         cfg = ModelConfig()
-        model = build_model(cfg).eval()
-        model.set_stats(realistic_stats())
+        fresh: StrategistModel = build_model(cfg)  # type: ignore[assignment]
+        fresh.set_stats(realistic_stats())
+        model = fresh.eval()
         weights = "default ModelConfig, random weights"
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
