@@ -36,7 +36,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,20 @@ def _statuses(samples: Sequence[Sample]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+@contextlib.asynccontextmanager
+async def _under_load(load: Load, clients: int, settle_s: float = 1.0) -> AsyncIterator[int]:
+    """`clients` closed-loop clients running through the block (which starts after `settle_s` of
+    load): the block does the fault, the load stops when it ends."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(load.closed(clients, stop))
+    await asyncio.sleep(settle_s)
+    try:
+        yield clients
+    finally:
+        stop.set()
+        await running
+
+
 async def _closed_phase(load: Load, clients: int, seconds: float) -> tuple[float, float]:
     stop = asyncio.Event()
     started = time.monotonic()
@@ -214,24 +228,20 @@ async def run_chaos(
             }
 
             # 2. kill -9 under load
-            stop = asyncio.Event()
-            running = asyncio.create_task(load.closed(concurrency, stop))
-            await asyncio.sleep(1.0)
-            victim = triton.pid
-            assert victim is not None
-            killed_at = time.monotonic()
-            os.kill(victim, signal.SIGKILL)
-            restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline:  # until answers come back
-                after = load.window(killed_at)
-                first_bad = next((s for s in after if s.status != 200), None)
-                if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)
-            stop.set()
-            await running
+            async with _under_load(load, concurrency):
+                victim = triton.pid
+                assert victim is not None
+                killed_at = time.monotonic()
+                os.kill(victim, signal.SIGKILL)
+                restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline:  # until answers come back
+                    after = load.window(killed_at)
+                    first_bad = next((s for s in after if s.status != 200), None)
+                    if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)
             after = load.window(killed_at)
             first_bad = next((s for s in after if s.status != 200), None)
             first_503 = next((s for s in after if s.status == 503), None)
@@ -256,23 +266,19 @@ async def run_chaos(
             }
 
             # 3. SIGSTOP for stop_s
-            stop = asyncio.Event()
-            running = asyncio.create_task(load.closed(concurrency, stop))
-            await asyncio.sleep(1.0)
-            stopped = triton.pid
-            assert stopped is not None
-            stopped_at = time.monotonic()
-            os.kill(stopped, signal.SIGSTOP)
-            await asyncio.sleep(stop_s)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(stopped, signal.SIGCONT)
-            # The supervisor kills a server that fails `hang_checks` checks in a row; one that
-            # was stopped for less than that is simply running again now.
-            hung_seen = any(e.kind == "hung" for e in supervisor.events)
-            replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
-            await asyncio.sleep(1.0)
-            stop.set()
-            await running
+            async with _under_load(load, concurrency):
+                stopped = triton.pid
+                assert stopped is not None
+                stopped_at = time.monotonic()
+                os.kill(stopped, signal.SIGSTOP)
+                await asyncio.sleep(stop_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(stopped, signal.SIGCONT)
+                # The supervisor kills a server that fails `hang_checks` checks in a row; one that
+                # was stopped for less than that is simply running again now.
+                hung_seen = any(e.kind == "hung" for e in supervisor.events)
+                replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
+                await asyncio.sleep(1.0)
             window = load.window(stopped_at)
             hung = [e for e in supervisor.events if e.kind == "hung"]
             result["stop"] = {

@@ -13,23 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.skips import requires_triton
 
 from strategist.paths import PROJECT_ROOT
 
-
-def _triton_available() -> str | None:
-    try:
-        from strategist.serving.triton_launcher import find_tritonserver
-
-        find_tritonserver()
-    except Exception as exc:  # noqa: BLE001 - any reason means "cannot run here"
-        return str(exc)
-    return None
-
-
-pytestmark = pytest.mark.skipif(
-    _triton_available() is not None, reason=f"no tritonserver: {_triton_available()}"
-)
+pytestmark = requires_triton
 
 
 def _run_load(out: Path, *extra: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:

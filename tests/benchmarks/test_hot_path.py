@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.skips import requires_triton
 
 from benchmarks import hot_path, http_load
 from strategist.paths import PROJECT_ROOT
@@ -115,17 +116,7 @@ def test_targets_are_judged_from_the_points():
     assert rows["256 clients >= 90% of the best closed-loop rate"]["met"] == "no (80%)"
 
 
-def _triton_missing() -> str | None:
-    try:
-        from strategist.serving.triton_launcher import find_tritonserver
-
-        find_tritonserver()
-    except Exception as exc:  # noqa: BLE001 - any reason means "cannot run here"
-        return str(exc)
-    return None
-
-
-@pytest.mark.skipif(_triton_missing() is not None, reason=f"no tritonserver: {_triton_missing()}")
+@requires_triton
 @pytest.mark.timeout(400)
 def test_a_short_run_of_the_whole_command(tmp_path: Path):
     command = [sys.executable, "-m", "benchmarks.hot_path", "--variants", "after", "--rates", "20",

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers.context_models import THREE_INPUTS, context_checkpoint
 from helpers.gateway import AUTH, corridor, settings_for
+from helpers.skips import skip_without_triton
 
 from export.onnx_export import run_torch
 from export.repository import build_cpu_repository
@@ -24,7 +25,7 @@ from strategist.data.dataset import BuildConfig, race_samples
 from strategist.data.fastf1_reader import read_race
 from strategist.data.tactical import tactical_tensor
 from strategist.serving.race_requests import request_from_race
-from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError, find_tritonserver
+from strategist.serving.triton_launcher import LocalTriton
 
 ATOL = 1e-4
 RACE = "01_sakhir"
@@ -118,10 +119,7 @@ def test_real_request_through_onnx_runtime_matches_pytorch(real_race, served):
 
 
 def test_real_request_through_triton_matches_pytorch(real_race, served):
-    try:
-        find_tritonserver()
-    except TritonLaunchError as exc:
-        pytest.skip(f"local Triton cannot run here: {exc}")
+    skip_without_triton()
     race, arrays = real_race
     model, repo = served
     triton = LocalTriton(repo, (CPU_MODEL_NAME,)).start(timeout_s=120)

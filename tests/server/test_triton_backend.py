@@ -14,6 +14,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from helpers.gateway import corridor, engine_inputs, simulated_request, torch_outputs
+from helpers.skips import skip_without_triton
 from helpers.tiny import TINY_OVERRIDES as TINY
 
 from export.repository import build_cpu_repository
@@ -32,7 +33,7 @@ from strategist.data.tactical import tactical_tensor
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import save_checkpoint
 from strategist.serving.race_requests import drivers_with_stack, request_from_race
-from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError, find_tritonserver
+from strategist.serving.triton_launcher import LocalTriton
 
 API_KEY = "e2e-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -60,10 +61,7 @@ def repository(checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def triton(repository):
-    try:
-        find_tritonserver()
-    except TritonLaunchError as exc:
-        pytest.skip(f"local Triton cannot run here: {exc}")
+    skip_without_triton()
     server = LocalTriton(repository, (CPU_MODEL_NAME,)).start(timeout_s=120)
     yield server
     server.stop()

@@ -12,6 +12,7 @@ import asyncio
 import pytest
 import torch
 from helpers.gateway import simulated_request
+from helpers.skips import skip_without_triton
 from helpers.tiny import TINY_OVERRIDES as TINY
 
 from benchmarks.failover import run_failover
@@ -19,15 +20,11 @@ from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings
 from strategist.model import ModelConfig, build_model
 from strategist.model.checkpoint import save_checkpoint
-from strategist.serving.triton_launcher import TritonLaunchError, find_tritonserver
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
-    try:
-        find_tritonserver()
-    except TritonLaunchError as exc:
-        pytest.skip(f"local Triton cannot run here: {exc}")
+    skip_without_triton()
     torch.manual_seed(3)
     cfg = ModelConfig(**TINY)
     checkpoint = save_checkpoint(

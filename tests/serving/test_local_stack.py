@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from helpers.skips import skip_without_triton
 from helpers.tiny import TINY_OVERRIDES as TINY
 
 from server.settings import GatewaySettings
@@ -31,7 +32,7 @@ from strategist.serving.local_stack import (
     settings_environment,
     start_backend,
 )
-from strategist.serving.triton_launcher import TritonLaunchError, find_tritonserver
+from strategist.serving.triton_launcher import TritonLaunchError
 
 EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
 
@@ -77,10 +78,7 @@ def _read_until(process: subprocess.Popen, pattern: str, timeout_s: float) -> tu
 
 
 def test_serve_builds_starts_answers_and_stops_on_ctrl_c(checkpoint, tmp_path):
-    try:
-        find_tritonserver()
-    except TritonLaunchError as exc:
-        pytest.skip(f"local Triton cannot run here: {exc}")
+    skip_without_triton()
     port = _free_port()
     key_file = tmp_path / "api-key"
     key_file.write_text("serve-key\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.skips import skip_without_triton
 from helpers.tiny import tiny_config
 
 from export.repository import build_cpu_repository
@@ -21,15 +22,12 @@ from strategist.contract import CPU_MODEL_NAME
 from strategist.model import build_model
 from strategist.model.checkpoint import save_checkpoint
 from strategist.serving.supervisor import TritonSupervisor
-from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError, find_tritonserver
+from strategist.serving.triton_launcher import LocalTriton
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    try:
-        find_tritonserver()
-    except TritonLaunchError as exc:
-        pytest.skip(f"local Triton cannot run here: {exc}")
+    skip_without_triton()
     torch.manual_seed(0)
     cfg = tiny_config()
     model = build_model(cfg).eval()
