@@ -16,8 +16,9 @@ shows up separately (`cpu_s` in its output).
   answer is in; throughput is what the server sustains at that concurrency.
 - Requests are encoded once (headers + body bytes); answers are read by Content-Length. A request
   that gets no answer in --timeout seconds, or whose connection fails, has status 0.
-- Only requests sent after the warm-up are recorded. Output (JSON): per-request [sent_s, latency_ms,
-  status], status counts, the measured window and this process's CPU seconds.
+- Only requests sent in the measured window (after the warm-up) count for latency and statuses;
+  the answered rate counts the 200s that completed in it. Output (JSON): per-request [sent_s,
+  latency_ms, status], status counts, the answered rate and this process's CPU seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from time import perf_counter as now  # loop.time() of uvloop ticks in whole mil
 from typing import Any
 
 Sample = tuple[float, float, int]  # sent (s after t0), latency ms, HTTP status (0: no answer)
+Window = tuple[float, float]  # the measured part of a run: [start, end) s after t0
 
 
 class _Connection:
@@ -142,8 +144,8 @@ _FAILURES = (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteR
 async def open_loop(
     url: str, requests: list[bytes], rate: float, duration_s: float, warmup_s: float, *,
     max_connections: int = 256, timeout_s: float = 10.0,
-) -> tuple[list[Sample], float, dict[str, int]]:  # fmt: skip
-    """Arrivals every 1/rate s for warmup + duration; returns (samples after the warm-up, window s,
+) -> tuple[list[Sample], Window, dict[str, int]]:  # fmt: skip
+    """Arrivals every 1/rate s for warmup + duration; returns (every sample, the measured window,
     failure counts: exception types and stale_retries)."""
     parts = urllib.parse.urlsplit(url)
     pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, max_connections)
@@ -153,8 +155,7 @@ async def open_loop(
 
     async def one(i: int, due: float) -> None:
         status = await pool.call(requests[i % len(requests)], timeout_s)
-        if due - t0 >= warmup_s:
-            samples.append((due - t0, (now() - due) * 1000.0, status))
+        samples.append((due - t0, (now() - due) * 1000.0, status))
 
     total = int((warmup_s + duration_s) * rate)
     for i in range(total):
@@ -169,7 +170,7 @@ async def open_loop(
         await asyncio.wait(tasks)
     for conn in pool.idle:
         conn.close()
-    return samples, duration_s, failure_counts([pool])
+    return samples, (warmup_s, warmup_s + duration_s), failure_counts([pool])
 
 
 def failure_counts(pools: list[Pool]) -> dict[str, int]:
@@ -188,9 +189,9 @@ async def closed_loop(
     warmup_s: float,
     *,
     timeout_s: float = 10.0,
-) -> tuple[list[Sample], float, dict[str, int]]:
-    """`clients` connections back to back for warmup + duration; returns (samples sent after the
-    warm-up and before the end, window s, failure counts as open_loop)."""
+) -> tuple[list[Sample], Window, dict[str, int]]:
+    """`clients` connections back to back for warmup + duration; returns (every sample, the
+    measured window, failure counts as open_loop)."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     samples: list[Sample] = []
@@ -205,8 +206,7 @@ async def closed_loop(
         while now() < end:
             start = now()
             status = await pool.call(requests[i % len(requests)], timeout_s)
-            if start - t0 >= warmup_s:
-                samples.append((start - t0, (now() - start) * 1000.0, status))
+            samples.append((start - t0, (now() - start) * 1000.0, status))
             i += clients
             if status == 0:
                 await asyncio.sleep(0.01)  # a refused connection must not spin
@@ -214,18 +214,28 @@ async def closed_loop(
             conn.close()
 
     await asyncio.gather(*(client(k) for k in range(clients)))
-    return samples, duration_s, failure_counts(pools)
+    return samples, (warmup_s, warmup_s + duration_s), failure_counts(pools)
 
 
-def summary(samples: list[Sample], window_s: float) -> dict[str, Any]:
-    statuses = Counter(str(s[2]) for s in samples)
-    ok = sum(1 for s in samples if s[2] == 200)
+def in_window(samples: list[Sample], window: Window) -> list[Sample]:
+    """The requests sent in the measured window (after the warm-up)."""
+    return [s for s in samples if window[0] <= s[0] < window[1]]
+
+
+def summary(samples: list[Sample], window: Window) -> dict[str, Any]:
+    """Statuses of the requests sent in the window, and the answered rate: 200s that *completed*
+    in it per second (a rate by sending time would count, under overload, answers that came
+    seconds after the window)."""
+    sent = in_window(samples, window)
+    statuses = Counter(str(s[2]) for s in sent)
+    seconds = window[1] - window[0]
+    done = sum(1 for s in samples if s[2] == 200 and window[0] <= s[0] + s[1] / 1000.0 < window[1])
     return {
-        "sent": len(samples),
-        "ok": ok,
+        "sent": len(sent),
+        "ok": statuses.get("200", 0),
         "statuses": dict(statuses),
-        "window_s": window_s,
-        "ok_per_s": ok / window_s if window_s > 0 else 0.0,
+        "window_s": seconds,
+        "ok_per_s": done / seconds if seconds > 0 else 0.0,
     }
 
 
@@ -285,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "clients": args.clients,
         "wall_s": time.monotonic() - started,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "samples": [[round(s[0], 4), round(s[1], 3), s[2]] for s in samples],
+        "samples": [[round(s[0], 4), round(s[1], 3), s[2]] for s in in_window(samples, window)],
     }
     Path(args.out).write_text(json.dumps(result))
     return 0
