@@ -340,6 +340,17 @@ def markdown(result: dict[str, Any], command: str, png: str) -> str:
             lines.append(
                 f"| {label} | {p['variant']} | {cpu['server']:.2f} | {report.fmt(cpu.get('triton'))} | {cpu['load_generator']:.2f} |"
             )
+    ceilings = []
+    for p in pts["closed"]:
+        if p["clients"] == most and p["variant"] != "before":
+            cpu = p["cpu_ms_per_request"]
+            total = cpu["server"] + (cpu.get("triton") or 0.0) + cpu["load_generator"]
+            ceilings.append(
+                f"{p['variant']} {total:.2f} ms -> at most {result['machine']['nproc'] * 1000 / total:.0f} req/s"
+            )
+    if ceilings:
+        lines += ["", f"CPU budget per request (gateway + Triton + load generator, at {most} clients) and the rate "
+                  f"{result['machine']['nproc']} cores allow at that cost: " + "; ".join(ceilings) + "."]  # fmt: skip
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {r['target']} | {r['measured']} | {r['met']} |" for r in judge(result)]
     lines += ["", f"![hot path]({png})"]
