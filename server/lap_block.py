@@ -67,4 +67,6 @@ def lap_from_block(values: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
     fields: dict[str, Any] = {"channels": channels, "aligned": kind == "aligned"}
     if kind != "aligned":
         fields[kind] = values[0]
-    return LapTelemetry.model_construct(**fields)
+    lap = LapTelemetry.model_construct(**fields)
+    lap._limits_checked = True  # PredictRequest's validation need not check the index again
+    return lap
