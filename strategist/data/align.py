@@ -30,6 +30,7 @@ Output: float32 [n_steps, 5] in `strategist.contract.CHANNELS` order, physical u
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
 
@@ -89,14 +90,28 @@ def _check_non_decreasing(arr: np.ndarray, field: str, where: str) -> None:
 
 def integrate_distance(speed_kmh: np.ndarray, time_s: np.ndarray) -> np.ndarray:
     """Cumulative distance [m] from speed [km/h] sampled at times [s] (trapezoid), starting at 0."""
-    v = speed_kmh / 3.6
-    return np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(time_s))])
+    v = np.asarray(speed_kmh) / 3.6
+    t = np.asarray(time_s)
+    steps = 0.5 * (v[1:] + v[:-1]) * (t[1:] - t[:-1])  # [n - 1] metres; t[1:] - t[:-1] is np.diff(t)
+    # [0.0, *cumsum]: what np.concatenate([[0.0], np.cumsum(steps)]) gives, without its list round trip.
+    out = np.zeros(steps.shape[0] + 1, dtype=np.result_type(np.float64, steps.dtype))
+    out[1:] = np.cumsum(steps)
+    return out
 
 
 def step_centres(n_steps: int, segment: tuple[float, float] | None = None) -> np.ndarray:
     """Positions of the step centres as fractions of the lap distance, shape [n_steps]."""
     start, end = segment if segment is not None else (0.0, 1.0)
     return start + (np.arange(n_steps) + 0.5) / n_steps * (end - start)
+
+
+@functools.lru_cache(maxsize=8)
+def _whole_lap_centres(n_steps: int) -> np.ndarray:
+    """step_centres(n_steps) computed once for align_lap (every whole lap asks for the same 100
+    centres); read-only, as it is shared."""
+    centres = step_centres(n_steps)
+    centres.setflags(write=False)
+    return centres
 
 
 def clip_throttle(values: np.ndarray, counters: Counter[str] | None = None) -> np.ndarray:
@@ -213,7 +228,8 @@ def align_lap(
             where, f"lap covers {lap_length:.1f} m, need at least {MIN_LAP_DISTANCE_M:.0f} m", "Distance"
         )
 
-    targets = step_centres(n_steps, segment) * lap_length  # [n_steps] metres from the lap start
+    centres = _whole_lap_centres(n_steps) if segment is None else step_centres(n_steps, segment)
+    targets = centres * lap_length  # [n_steps] metres from the lap start
     # Nearest-sample index for discrete channels: searchsorted gives the right neighbour.
     right = np.clip(np.searchsorted(dist, targets), 1, n - 1)
     left = right - 1

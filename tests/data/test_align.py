@@ -210,3 +210,15 @@ def test_a_validated_lap_still_needs_its_length():
     ch["Speed"] = np.zeros(len(t))
     with pytest.raises(DataError, match="lap covers 0.0 m"):
         align_lap(ch, time_s=t, validated=True)
+
+
+def test_integrated_distance_is_the_concatenated_cumsum_bit_for_bit():
+    rng = np.random.default_rng(4)
+    t = np.cumsum(rng.uniform(0.0, 0.4, 500))  # jittered, with near-repeats
+    speed = rng.uniform(0.0, 340.0, 500)
+    v = speed / 3.6
+    expected = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(t))])
+    got = integrate_distance(speed, t)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64))
+    assert integrate_distance(speed[:1], t[:1]).tolist() == [0.0]
