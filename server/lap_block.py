@@ -43,7 +43,8 @@ def lap_from_block(values: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
     """values float64 [6, n] (index row, then contract.CHANNELS) for a raw lap, [5, 100] for an aligned
     one -> the lap, built without pydantic's per-sample validation (every rule is checked here)."""
     channel_rows = values if kind == "aligned" else values[1:]
-    if not np.isfinite(values).all():  # one pass over the block; the slow path below names the sample
+    # One pass over the block (count_nonzero: .all() without its ~1 us); the slow path names the sample.
+    if np.count_nonzero(np.isfinite(values)) != values.size:
         if kind != "aligned":
             _finite(values[0], (*loc, kind))
         for name, row in zip(contract.CHANNELS, channel_rows, strict=True):

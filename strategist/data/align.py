@@ -117,10 +117,10 @@ def _whole_lap_centres(n_steps: int) -> np.ndarray:
 def clip_throttle(values: np.ndarray, counters: Counter[str] | None = None) -> np.ndarray:
     """Throttle readings above THROTTLE_CLIP (FastF1's 104 "unavailable") -> THROTTLE_CLIP, counted
     in counters["throttle_clipped"]. Returns a new array when anything was clipped."""
-    over = values > THROTTLE_CLIP
-    if over.any():
+    over = np.count_nonzero(values > THROTTLE_CLIP)
+    if over:
         if counters is not None:
-            counters["throttle_clipped"] += int(over.sum())
+            counters["throttle_clipped"] += over
         values = np.minimum(values, THROTTLE_CLIP)
     return values
 
