@@ -43,16 +43,19 @@ def lap_from_block(values: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
     """values float64 [6, n] (index row, then contract.CHANNELS) for a raw lap, [5, 100] for an aligned
     one -> the lap, built without pydantic's per-sample validation (every rule is checked here)."""
     channel_rows = values if kind == "aligned" else values[1:]
-    if not np.isfinite(values).all():  # one pass over the block; the slow path below names the sample
+    # One pass over the block (count_nonzero: .all() without its ~1 us); the slow path names the sample.
+    if np.count_nonzero(np.isfinite(values)) != values.size:
         if kind != "aligned":
             _finite(values[0], (*loc, kind))
         for name, row in zip(contract.CHANNELS, channel_rows, strict=True):
             _finite(row, (*loc, "channels", name))
     channels = dict(zip(contract.CHANNELS, channel_rows, strict=True))
-    try:
-        limits.check_channel_samples(channels)
-    except ValueError as exc:
-        raise fail((*loc, "channels"), f"Value error, {exc}") from exc
+    # The valid case in a few vector passes; the per-channel rules only to word what is wrong.
+    if not limits.channels_within_limits(channel_rows):
+        try:
+            limits.check_channel_samples(channels)
+        except ValueError as exc:
+            raise fail((*loc, "channels"), f"Value error, {exc}") from exc
     n = values.shape[1]
     try:
         if kind == "aligned":
@@ -65,4 +68,6 @@ def lap_from_block(values: np.ndarray, kind: str, loc: Loc) -> LapTelemetry:
     fields: dict[str, Any] = {"channels": channels, "aligned": kind == "aligned"}
     if kind != "aligned":
         fields[kind] = values[0]
-    return LapTelemetry.model_construct(**fields)
+    lap = LapTelemetry.model_construct(**fields)
+    lap._limits_checked = True  # PredictRequest's validation need not check the index again
+    return lap

@@ -109,10 +109,16 @@ class PreparedBatch:
 
 def lap_input(lap: LapTelemetry, where: str) -> RawLap | AlignedLap:
     """A validated lap as the Data Engine takes it: a RawLap to align, or an AlignedLap whose
-    100 steps get the same per-sample corrections (Throttle clip) as an aligned raw lap."""
+    100 steps get the same per-sample corrections (Throttle clip) as an aligned raw lap.
+
+    `validated`: every LapTelemetry the gateway holds passed strategist.limits, through the schema's
+    validators (server/schemas.py) or the fast decoders' server/lap_block.py (the same rules), so the
+    Data Engine skips proving them again and only corrects (strategist.data.align.align_lap)."""
     if lap.aligned:
-        return AlignedLap(channels=lap.channels, where=where)
-    return RawLap(channels=lap.channels, distance_m=lap.distance_m, time_s=lap.time_s, where=where)
+        return AlignedLap(channels=lap.channels, where=where, validated=True)
+    return RawLap(
+        channels=lap.channels, distance_m=lap.distance_m, time_s=lap.time_s, where=where, validated=True
+    )
 
 
 def neighbour(gap: CarGap | None) -> Neighbour | None:

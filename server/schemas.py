@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from strategist import contract, limits
 
@@ -119,6 +119,11 @@ class LapTelemetry(BaseModel):
         description="The timing feed's record of this lap; required by models that read the timing "
         "context, ignored by the others.",
     )
+    # True on a lap the fast decoders built (server/lap_block.py) after checking every rule below with
+    # the same strategist.limits functions. Pydantic runs an "after" model validator again on each
+    # lap instance handed to PredictRequest (it does not revalidate the fields, but it does call
+    # that validator); the flag lets it skip the second check_raw_index of the same arrays.
+    _limits_checked: bool = PrivateAttr(default=False)
 
     @field_validator("channels")
     @classmethod
@@ -136,6 +141,8 @@ class LapTelemetry(BaseModel):
 
     @model_validator(mode="after")
     def _one_form_consistent_index(self) -> LapTelemetry:
+        if self._limits_checked:
+            return self
         forms = [name for name, given in (("distance_m", self.distance_m is not None),
                                           ("time_s", self.time_s is not None),
                                           ("aligned", self.aligned)) if given]  # fmt: skip

@@ -153,3 +153,38 @@ def test_distance_further_back_than_the_tolerance_is_still_rejected(backsteps):
 def test_time_going_back_at_all_is_rejected():
     with pytest.raises(ValueError, match="time_s must not decrease"):
         limits.check_not_decreasing("time_s", np.array([0.0, 1.0, 0.999, 2.0]))
+
+
+def _check_raises(block: np.ndarray) -> bool:
+    try:
+        limits.check_channel_samples(dict(zip(contract.CHANNELS, block, strict=True)))
+    except ValueError:
+        return True
+    return False
+
+
+def test_the_vectorised_channel_check_agrees_with_the_per_channel_rules():
+    """channels_within_limits (one pass over the [5, n] block) is False exactly when
+    check_channel_samples raises: at each bound, just past it, fractional gears and brakes, -0.0."""
+    rng = np.random.default_rng(0)
+    n = 50
+    valid = np.stack(
+        [
+            rng.uniform(0.0, 420.0, n),
+            rng.uniform(0.0, 110.0, n),
+            rng.integers(0, 2, n).astype(np.float64),
+            rng.uniform(0.0, 20_000.0, n),
+            rng.integers(0, 9, n).astype(np.float64),
+        ]
+    )
+    assert limits.channels_within_limits(valid) and not _check_raises(valid)
+    edits = []
+    for row, name in enumerate(contract.CHANNELS):
+        low, high = limits.CHANNEL_LIMITS[name]
+        edits += [(row, low), (row, high), (row, -0.0), (row, np.nextafter(low, -1.0))]
+        edits += [(row, np.nextafter(high, np.inf)), (row, high + 1.0), (row, low + 0.5)]
+    for row, value in edits:
+        block = valid.copy()
+        block[row, int(rng.integers(n))] = value
+        assert limits.channels_within_limits(block) == (not _check_raises(block)), (row, value)
+    assert limits.channels_within_limits(np.empty((5, 0)))

@@ -30,6 +30,7 @@ Output: float32 [n_steps, 5] in `strategist.contract.CHANNELS` order, physical u
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
 
@@ -73,6 +74,13 @@ def _as_1d(values: ArrayLike, field: str, n: int | None, where: str) -> np.ndarr
     return arr
 
 
+def _samples(values: ArrayLike, field: str, n: int | None, where: str, validated: bool) -> np.ndarray:
+    """_as_1d, or for a lap the gateway validated (align_lap) just the float64 array."""
+    if validated:
+        return np.asarray(values, dtype=np.float64)
+    return _as_1d(values, field, n, where)
+
+
 def _check_non_decreasing(arr: np.ndarray, field: str, where: str) -> None:
     steps = np.diff(arr)
     if (steps < 0).any():
@@ -82,8 +90,13 @@ def _check_non_decreasing(arr: np.ndarray, field: str, where: str) -> None:
 
 def integrate_distance(speed_kmh: np.ndarray, time_s: np.ndarray) -> np.ndarray:
     """Cumulative distance [m] from speed [km/h] sampled at times [s] (trapezoid), starting at 0."""
-    v = speed_kmh / 3.6
-    return np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(time_s))])
+    v = np.asarray(speed_kmh) / 3.6
+    t = np.asarray(time_s)
+    steps = 0.5 * (v[1:] + v[:-1]) * (t[1:] - t[:-1])  # [n - 1] metres; t[1:] - t[:-1] is np.diff(t)
+    # [0.0, *cumsum]: what np.concatenate([[0.0], np.cumsum(steps)]) gives, without its list round trip.
+    out = np.zeros(steps.shape[0] + 1, dtype=np.result_type(np.float64, steps.dtype))
+    out[1:] = np.cumsum(steps)
+    return out
 
 
 def step_centres(n_steps: int, segment: tuple[float, float] | None = None) -> np.ndarray:
@@ -92,13 +105,22 @@ def step_centres(n_steps: int, segment: tuple[float, float] | None = None) -> np
     return start + (np.arange(n_steps) + 0.5) / n_steps * (end - start)
 
 
+@functools.lru_cache(maxsize=8)
+def _whole_lap_centres(n_steps: int) -> np.ndarray:
+    """step_centres(n_steps) computed once for align_lap (every whole lap asks for the same 100
+    centres); read-only, as it is shared."""
+    centres = step_centres(n_steps)
+    centres.setflags(write=False)
+    return centres
+
+
 def clip_throttle(values: np.ndarray, counters: Counter[str] | None = None) -> np.ndarray:
     """Throttle readings above THROTTLE_CLIP (FastF1's 104 "unavailable") -> THROTTLE_CLIP, counted
     in counters["throttle_clipped"]. Returns a new array when anything was clipped."""
-    over = values > THROTTLE_CLIP
-    if over.any():
+    over = np.count_nonzero(values > THROTTLE_CLIP)
+    if over:
         if counters is not None:
-            counters["throttle_clipped"] += int(over.sum())
+            counters["throttle_clipped"] += over
         values = np.minimum(values, THROTTLE_CLIP)
     return values
 
@@ -108,19 +130,21 @@ def prepare_aligned_lap(
     *,
     where: str = "",
     counters: Counter[str] | None = None,
+    validated: bool = False,
 ) -> np.ndarray:
     """A lap whose channels already hold the N_STEPS distance steps -> float32 [N_STEPS, 5].
 
     The per-sample corrections of align_lap apply here too (Throttle clipped and counted, Brake to
     0/1), so an aligned lap and the raw lap it came from give the model the same tensor.
+    validated: as in align_lap (the gateway checked finite samples, N_STEPS of them per channel).
     """
     missing = [name for name in CHANNELS if name not in channels]
     if missing:
         raise _fail(where, f"missing channel(s) {missing}; need {list(CHANNELS)}", missing[0])
     out = np.empty((N_STEPS, len(CHANNELS)), dtype=np.float32)
     for col, name in enumerate(CHANNELS):
-        values = _as_1d(channels[name], name, None, where)
-        if values.shape[0] != N_STEPS:
+        values = _samples(channels[name], name, None, where, validated)
+        if not validated and values.shape[0] != N_STEPS:
             raise _fail(
                 where, f"an aligned lap has {N_STEPS} values per channel, got {values.shape[0]}", name
             )
@@ -141,6 +165,7 @@ def align_lap(
     segment: tuple[float, float] | None = None,
     where: str = "",
     counters: Counter[str] | None = None,
+    validated: bool = False,
 ) -> np.ndarray:
     """Resample one lap of raw car data onto `n_steps` distance-aligned steps.
 
@@ -148,6 +173,14 @@ def align_lap(
     distance_m / time_s: give one (distance wins when both are given); same length as the channels.
     segment: (start, end) fractions of the lap distance, 0 <= start < end <= 1; default the whole lap.
     counters: optional Counter that receives counts of corrected artefacts (throttle_clipped).
+    validated: the lap has passed the gateway's input limits (strategist.limits, through
+      server/schemas.py or server/lap_block.py): finite 1-D samples of one length, at least
+      MIN_LAP_SAMPLES of them, every channel in its physical range, whole gears, and an index that
+      goes back no further than its tolerance. The checks that prove those rules again are then
+      skipped (they were a third of the gateway's alignment time); every correction (Throttle clip,
+      Brake to 0/1, the distance repair, with their counters) and the lap-length check (a time-indexed
+      lap's distance is integrated here) still run, so the tensor is the same bit for bit. A lap that
+      did not pass those limits must not claim it: it could give a wrong tensor instead of a DataError.
     Returns float32 [n_steps, len(CHANNELS)].
     """
     if n_steps < 1:
@@ -160,27 +193,31 @@ def align_lap(
     if missing:
         raise _fail(where, f"missing channel(s) {missing}; need {list(CHANNELS)}", missing[0])
 
-    speed = _as_1d(channels["Speed"], "Speed", None, where)
+    speed = _samples(channels["Speed"], "Speed", None, where, validated)
     n = speed.shape[0]
-    if n < MIN_LAP_SAMPLES:
-        raise _fail(where, f"lap has {n} samples, need at least {MIN_LAP_SAMPLES}", "Speed")
-    if (speed < 0).any():
-        raise _fail(where, f"negative speed {speed.min()} km/h", "Speed")
+    if not validated:
+        if n < MIN_LAP_SAMPLES:
+            raise _fail(where, f"lap has {n} samples, need at least {MIN_LAP_SAMPLES}", "Speed")
+        if (speed < 0).any():
+            raise _fail(where, f"negative speed {speed.min()} km/h", "Speed")
 
     if distance_m is not None:
-        dist = _as_1d(distance_m, "Distance", n, where)
+        dist = _samples(distance_m, "Distance", n, where, validated)
         # Sub-decimetre backward steps are sensor noise (strategist.limits): repaired and counted.
-        try:
-            check_not_decreasing("distance_m", dist)
-        except ValueError as exc:
-            raise _fail(where, str(exc), "Distance") from None
+        # (A validated lap passed this very check in the gateway, limits.check_raw_index.)
+        if not validated:
+            try:
+                check_not_decreasing("distance_m", dist)
+            except ValueError as exc:
+                raise _fail(where, str(exc), "Distance") from None
         dist, repaired = repair_not_decreasing(dist)
         if repaired and counters is not None:
             counters[BACKSTEP_COUNTER] += repaired
         dist = dist - dist[0]
     elif time_s is not None:
-        t = _as_1d(time_s, "Time", n, where)
-        _check_non_decreasing(t, "Time", where)
+        t = _samples(time_s, "Time", n, where, validated)
+        if not validated:  # the gateway's check_not_decreasing("time_s") allows no step back either
+            _check_non_decreasing(t, "Time", where)
         dist = integrate_distance(speed, t)
     else:
         raise _fail(where, "give distance_m or time_s to place the samples along the lap", "Distance")
@@ -191,7 +228,8 @@ def align_lap(
             where, f"lap covers {lap_length:.1f} m, need at least {MIN_LAP_DISTANCE_M:.0f} m", "Distance"
         )
 
-    targets = step_centres(n_steps, segment) * lap_length  # [n_steps] metres from the lap start
+    centres = _whole_lap_centres(n_steps) if segment is None else step_centres(n_steps, segment)
+    targets = centres * lap_length  # [n_steps] metres from the lap start
     # Nearest-sample index for discrete channels: searchsorted gives the right neighbour.
     right = np.clip(np.searchsorted(dist, targets), 1, n - 1)
     left = right - 1
@@ -199,18 +237,19 @@ def align_lap(
 
     out = np.empty((n_steps, len(CHANNELS)), dtype=np.float32)
     for col, name in enumerate(CHANNELS):
-        values = speed if name == "Speed" else _as_1d(channels[name], name, n, where)
+        values = speed if name == "Speed" else _samples(channels[name], name, n, where, validated)
+        # The range checks below are the gateway's CHANNEL_LIMITS for a validated lap.
         if name == "Throttle":
             values = clip_throttle(values, counters)
-            if (values < 0).any():
+            if not validated and (values < 0).any():
                 raise _fail(where, f"negative throttle {values.min()}", name)
         elif name == "Brake":
             values = (values > 0).astype(np.float64)
-        elif name == "nGear":
+        elif name == "nGear" and not validated:
             if (values < 0).any() or (values > MAX_GEAR).any() or (values != np.round(values)).any():
                 bad = values[(values < 0) | (values > MAX_GEAR) | (values != np.round(values))][0]
                 raise _fail(where, f"gear {bad} outside the integers 0-{MAX_GEAR}", name)
-        elif name == "RPM" and (values < 0).any():
+        elif name == "RPM" and not validated and (values < 0).any():
             raise _fail(where, f"negative RPM {values.min()}", name)
 
         if name in DISCRETE_CHANNELS:

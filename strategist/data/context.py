@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ _N_SLOT = len(CONTEXT_SLOT_FEATURES)
 
 def _usable_time(lap: LapTiming) -> float | None:
     t = lap.lap_time_s
-    return None if t is None or not np.isfinite(t) else float(t)
+    return None if t is None or not math.isfinite(t) else float(t)
 
 
 def context_vector(
@@ -120,7 +121,7 @@ def _check_lap(lap: LapTiming, lap_l: LapTiming, slot: str, where: str) -> None:
             f"({lap_l.lap_number})",
             field=f"{slot}.lap_number",
         )
-    if not np.isfinite(lap.tyre_life) or lap.tyre_life < 0:
+    if not math.isfinite(lap.tyre_life) or lap.tyre_life < 0:
         raise DataError(
             f"{prefix}slot {slot} tyre_life must be >= 0, got {lap.tyre_life}", field=f"{slot}.tyre_life"
         )

@@ -37,6 +37,7 @@ class RawLap:
     time_s: ArrayLike | None = None
     where: str = ""  # file/driver/lap for error messages
     extra: dict[str, object] = field(default_factory=dict)
+    validated: bool = False  # passed the gateway's input limits (align_lap's `validated`)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class AlignedLap:
 
     channels: Mapping[str, ArrayLike]
     where: str = ""  # file/driver/lap for error messages
+    validated: bool = False  # passed the gateway's input limits (prepare_aligned_lap's `validated`)
 
 
 def align_raw_lap(
@@ -63,6 +65,7 @@ def align_raw_lap(
         segment=segment,
         where=lap.where,
         counters=counters,
+        validated=lap.validated,
     )
 
 
@@ -75,7 +78,7 @@ def align_slot(
     if isinstance(lap, np.ndarray):
         return lap
     if isinstance(lap, AlignedLap):
-        return prepare_aligned_lap(lap.channels, where=lap.where, counters=counters)
+        return prepare_aligned_lap(lap.channels, where=lap.where, counters=counters, validated=lap.validated)
     return align_raw_lap(lap, segment=segment, counters=counters)
 
 

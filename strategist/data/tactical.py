@@ -15,6 +15,8 @@ Shape float32 [2, 2]: rows (car ahead, car behind) x columns (gap s, pace delta 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from strategist.contract import MAX_ABS_PACE_DELTA_S, NO_CAR_GAP_S, NO_CAR_PACE_DELTA_S
@@ -30,16 +32,17 @@ def _row(neighbour: Neighbour | None, which: str) -> tuple[float, float]:
         gap, delta = (float(v) for v in neighbour)
     except (TypeError, ValueError) as exc:
         raise DataError(f"car {which} must be (gap_s, pace_delta_s), got {neighbour!r}", field=which) from exc
-    if np.isnan(gap) or gap < 0:
+    # math, not numpy: two Python floats (numpy's scalar calls cost more than the whole row)
+    if math.isnan(gap) or gap < 0:
         raise DataError(f"car {which} gap must be >= 0 s, got {gap}", field=f"{which}.gap_s")
     if gap >= NO_CAR_GAP_S:  # includes +inf: too far away to interact = no car
         return NO_CAR_GAP_S, NO_CAR_PACE_DELTA_S
-    if not np.isfinite(delta):
-        if np.isnan(delta):
+    if not math.isfinite(delta):
+        if math.isnan(delta):
             delta = NO_CAR_PACE_DELTA_S  # unknown lap time of the neighbour
         else:
             raise DataError(f"car {which} pace delta is {delta}", field=f"{which}.pace_delta_s")
-    return gap, float(np.clip(delta, -MAX_ABS_PACE_DELTA_S, MAX_ABS_PACE_DELTA_S))
+    return gap, min(max(delta, -MAX_ABS_PACE_DELTA_S), MAX_ABS_PACE_DELTA_S)  # np.clip of a finite float
 
 
 def tactical_tensor(ahead: Neighbour | None, behind: Neighbour | None) -> np.ndarray:

@@ -147,3 +147,78 @@ def test_needs_a_position_axis_and_valid_segment():
         align_lap(ch, time_s=t, segment=(0.5, 0.2))
     with pytest.raises(DataError, match="Distance"):
         align_lap(ch, distance_m=dist[::-1])
+
+
+def _real_shaped_laps():
+    """The example request's laps (time-indexed, as the gateway decodes them) and distance-indexed laps
+    as a real ~7.5 Hz source sends them: starting at -0.04 m, stepping back by centimetres (repaired and
+    counted), Throttle 104 at standstill (clipped and counted), Brake as booleans."""
+    import json
+
+    from strategist.paths import PROJECT_ROOT
+
+    body = json.loads((PROJECT_ROOT / "examples" / "predict_request.json").read_text())
+    laps = [
+        ({k: np.asarray(v) for k, v in lap["channels"].items()}, {"time_s": np.asarray(lap["time_s"])})
+        for lap in body["laps"]
+    ]
+    for seed, n in ((0, 137), (1, 400), (2, 2000)):
+        rng = np.random.default_rng(seed)
+        t, dist, ch = analytic_lap(n=n)
+        dist = dist - 0.04
+        for i in rng.choice(np.arange(2, n), 3, replace=False):
+            dist[i] = dist[i - 1] - rng.uniform(0.001, 0.05)
+        ch["Throttle"] = np.where(rng.random(n) < 0.1, 104.0, ch["Throttle"])
+        laps.append((ch, {"distance_m": dist}))
+        laps.append((ch, {"time_s": t}))
+    return laps
+
+
+def test_a_validated_lap_gives_the_same_tensor_and_counters_bit_for_bit():
+    """align_lap(validated=True) skips the checks the gateway's limits already made, nothing else."""
+    total: Counter[str] = Counter()
+    for channels, index in _real_shaped_laps():
+        checked: Counter[str] = Counter()
+        trusted: Counter[str] = Counter()
+        expected = align_lap(channels, **index, counters=checked)
+        got = align_lap(channels, **index, counters=trusted, validated=True)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))  # -0.0 too
+        assert trusted == checked
+        total += checked
+    assert total["throttle_clipped"] > 0 and total["index_backstep_repaired"] == 9  # 3 in each of 3 laps
+
+
+def test_a_validated_aligned_lap_gives_the_same_tensor():
+    from strategist.data.align import prepare_aligned_lap
+
+    rng = np.random.default_rng(3)
+    channels = {name: rng.uniform(0, 8, N_STEPS).round() for name in CHANNELS}
+    channels["Throttle"] = np.where(rng.random(N_STEPS) < 0.2, 104.0, 50.0)
+    checked: Counter[str] = Counter()
+    trusted: Counter[str] = Counter()
+    expected = prepare_aligned_lap(channels, counters=checked)
+    got = prepare_aligned_lap(channels, counters=trusted, validated=True)
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    assert trusted == checked and checked["throttle_clipped"] > 0
+
+
+def test_a_validated_lap_still_needs_its_length():
+    """A time-indexed lap's distance is integrated here (the gateway cannot check it): a lap whose
+    Speed is all 0 covers 0 m and is refused either way."""
+    t, _, ch = analytic_lap()
+    ch["Speed"] = np.zeros(len(t))
+    with pytest.raises(DataError, match="lap covers 0.0 m"):
+        align_lap(ch, time_s=t, validated=True)
+
+
+def test_integrated_distance_is_the_concatenated_cumsum_bit_for_bit():
+    rng = np.random.default_rng(4)
+    t = np.cumsum(rng.uniform(0.0, 0.4, 500))  # jittered, with near-repeats
+    speed = rng.uniform(0.0, 340.0, 500)
+    v = speed / 3.6
+    expected = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(t))])
+    got = integrate_distance(speed, t)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64))
+    assert integrate_distance(speed[:1], t[:1]).tolist() == [0.0]

@@ -157,3 +157,26 @@ def test_build_model_inputs_accepts_raw_and_aligned_laps():
             None,
             None,
         )
+
+
+def test_scalar_fuel_arithmetic_is_the_array_path_bit_for_bit():
+    """FuelModel's plain-float path (one lap time, the gateway's case) gives numpy's float64 answer,
+    an empty tank (0, or past the race distance) included."""
+    rng = np.random.default_rng(0)
+    models = [FuelModel.for_race(57), FuelModel(110.0, 1.9528, 0.021), FuelModel(100, 2, 0.03)]
+    models += [FuelModel(float(m), float(c), float(s)) for m, c, s in rng.uniform(0.01, 3.0, (20, 3)) * 50]
+    for fuel in models:
+        for lap_number in [1, 2, 20, 50, 56, 57, 58, 200, *rng.integers(1, 120, 10).tolist()]:
+            for lap_time in [30.0, 104.724, 90, float(rng.uniform(30, 600))]:
+                array_mass = fuel.mass_at_lap_start(np.array([lap_number]))[0]
+                assert np.float64(fuel.mass_at_lap_start(lap_number)).tobytes() == array_mass.tobytes()
+                array = fuel.correct(np.array([lap_time]), np.array([lap_number]))[0]
+                plain = fuel.correct(lap_time, lap_number)
+                assert type(plain) is float and np.float64(plain).tobytes() == array.tobytes()
+
+
+def test_tactical_clip_matches_numpy():
+    for delta in [-45.0, -MAX_ABS_PACE_DELTA_S, -29.999, -0.0, 0.0, 1.491, MAX_ABS_PACE_DELTA_S, 61.0]:
+        row = tactical_tensor((1.0, delta), None)[0]
+        expected = np.float32(np.clip(delta, -MAX_ABS_PACE_DELTA_S, MAX_ABS_PACE_DELTA_S))
+        assert row[1].tobytes() == expected.tobytes(), delta

@@ -202,3 +202,20 @@ def test_openapi_states_the_rules(client):
     timing = schemas["TimingRecord"]["properties"]
     assert {"lap_number", "tyre_life", "stint", "stint_lap", "compound", "track_status"} <= set(timing)
     assert schemas["PredictRequest"]["properties"]["counterfactual"]["default"] is True
+
+
+def test_fast_decoder_checks_each_lap_index_once(monkeypatch):
+    """lap_block checks a lap's index; PredictRequest's validation (which calls the lap's "after"
+    validator on each instance) does not check it a second time."""
+    from server import schemas
+    from strategist.paths import PROJECT_ROOT
+
+    calls = []
+    real = limits.check_raw_index
+    monkeypatch.setattr(limits, "check_raw_index", lambda *a: calls.append(a[0]) or real(*a))
+    body = (PROJECT_ROOT / "examples" / "predict_request.json").read_bytes()
+    request = decode.decode_predict(body, "application/json")
+    assert len(calls) == contract.N_LAP_CONTEXT
+    calls.clear()  # a lap pydantic validated is checked by its validator, as before
+    schemas.PredictRequest.model_validate_json(body)
+    assert len(calls) == contract.N_LAP_CONTEXT and len(request.laps) == contract.N_LAP_CONTEXT
