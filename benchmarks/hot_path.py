@@ -118,7 +118,7 @@ def held(point: dict[str, Any], rate: float) -> bool:
     )  # fmt: skip
 
 
-def _bodies(work: Path, payloads: Any) -> tuple[list[Path], Path]:
+def write_bodies(work: Path, payloads: Any) -> tuple[list[Path], Path]:
     """Raw /predict bodies and one 64-car batch body (benchmarks.payloads.PayloadSet) on disk."""
     raw = []
     for i, body in enumerate(payloads.encoded()):
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = services.WORK_DIR / "hot_path"
     work.mkdir(parents=True, exist_ok=True)
     scenario = services.scenario(args.payloads)
-    raw, batch = _bodies(work, scenario.payloads)
+    raw, batch = write_bodies(work, scenario.payloads)
     source = scenario.payloads.source
     points: dict[str, list[dict[str, Any]]] = {
         "open": [],
