@@ -9,11 +9,14 @@ flight, and a body that must arrive in time. Pure ASGI, so it adds no task or st
   covers a busy event loop's timer lag and writing the answer), and the pipeline checks it before the backend call
   (`check_deadline`), so work nobody waits for any more is not sent to Triton.
 - In flight: at most `max_in_flight` prediction requests run at once. More wait, in arrival order,
-  for a slot (at most `max_queued`; their deadline keeps running, their body is not read yet); one
-  more is answered 429 + Retry-After without reading its body. Waiting costs no CPU, so clients
-  beyond the bound queue instead of retrying into a storm of 429s, and the pipeline stays busy.
-  A request whose wait leaves less time than a request takes (the running mean of admitted
-  requests' service times) is answered 503 at once: work that would miss its deadline is not started.
+  for a slot (at most `max_queued`; their deadline keeps running, their body is not read yet).
+  One more, or one whose expected wait (requests ahead x mean service time / slots, plus its own
+  service) is past QUEUE_HORIZON of its deadline, is answered 429 + Retry-After at once without
+  reading its body. Waiting costs no CPU, so clients beyond the bound queue instead of retrying
+  into a storm of 429s, and the pipeline stays busy; under overload the excess is refused at once
+  instead of holding its connection until its deadline. A request whose wait leaves less time
+  than a request takes (the running mean of admitted requests' service times) is answered 503 at
+  once: work that would miss its deadline is not started.
 - Body: the whole body must arrive within `body_timeout_s` of the request start (a client sending
   1 byte/s is cut off with 408). A client that disconnects mid-upload gets no answer and is not an
   error: it is counted in strategist_client_disconnects_total, and the request's state says so
@@ -40,6 +43,9 @@ from server.metrics import GatewayMetrics
 DEADLINE_HEADER: Final = "x-request-deadline-ms"
 GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
 CLIENT_GONE: Final = "client_gone"  # scope["state"] key: the client left before the answer
+# A request waits for a slot only when it is expected to be answered within this share of its
+# deadline: the rest is room for the estimate's error (the mean service time moves with the load).
+QUEUE_HORIZON: Final = 0.75
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -128,14 +134,12 @@ class AdmissionMiddleware:
             await self._reject(scope, receive, send, 400, str(exc), retry_after=None)
             return
         budget = self.deadline_s if budget is None else min(budget, self.max_deadline_s)
-        if self.in_flight >= self.max_in_flight and self.queued >= self.max_queued:
-            self.metrics.shed.labels(reason="in_flight").inc()
-            message = (
-                f"{self.in_flight} requests in flight and {self.queued} waiting, the limits are "
-                f"{self.max_in_flight} (STRATEGIST_MAX_IN_FLIGHT) and {self.max_queued} (STRATEGIST_MAX_QUEUED)"
-            )
-            await self._reject(scope, receive, send, 429, message, retry_after=1)
-            return
+        if self.in_flight >= self.max_in_flight:
+            refusal = self._queue_refusal(budget)
+            if refusal is not None:
+                self.metrics.shed.labels(reason="in_flight").inc()
+                await self._reject(scope, receive, send, 429, refusal, retry_after=1)
+                return
         deadline = started + budget
         token = _deadline.set(deadline)
         admitted = response_started = False
@@ -144,7 +148,11 @@ class AdmissionMiddleware:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                timeout.reschedule(None)  # the answer is on its way: let it finish
+                # The answer is on its way: let it finish. Unless the deadline fired a moment ago
+                # and the app is answering its cancellation (a cancelled backend call becomes a
+                # 503): an expiring timeout cannot be moved, and that answer may go out as it is.
+                if not timeout.expired():
+                    timeout.reschedule(None)
             await send(message)
 
         try:
@@ -173,6 +181,24 @@ class AdmissionMiddleware:
                 self._slots.release()
                 self.in_flight -= 1
                 self.metrics.in_flight.set(self.in_flight)
+
+    def _queue_refusal(self, budget: float) -> str | None:
+        """Every slot is busy: why this request may not wait for one (None: it may). It may when
+        the queue has room and its expected wait (the requests ahead of it times the mean service
+        time, spread over the slots) plus its own service fit QUEUE_HORIZON of its budget: under
+        overload the excess is refused at once instead of holding a connection until its deadline."""
+        if self.queued >= self.max_queued:
+            return (
+                f"{self.in_flight} requests in flight and {self.queued} waiting, the limits are "
+                f"{self.max_in_flight} (STRATEGIST_MAX_IN_FLIGHT) and {self.max_queued} (STRATEGIST_MAX_QUEUED)"
+            )
+        expected_s = (self.queued + 1) * self.service_s / self.max_in_flight + self.service_s
+        if expected_s > QUEUE_HORIZON * budget:
+            return (
+                f"{self.in_flight} requests in flight and {self.queued} waiting: this one would be answered "
+                f"in about {expected_s * 1e3:.0f} ms, past {QUEUE_HORIZON:.0%} of its deadline of {budget * 1e3:.0f} ms"
+            )
+        return None
 
     async def _take_slot(self) -> bool:
         """Wait (FIFO) for an in-flight slot; True when the request had to wait. Cancelled by the

@@ -19,6 +19,7 @@ from starlette.datastructures import Headers
 from server import admission
 from server.backend import ModelOutputs
 from server.main import create_app, make_backend
+from server.metrics import GatewayMetrics
 
 BODY = json.dumps(simulated_request(3)).encode()
 HEADERS = AUTH | {"content-type": "application/json"}
@@ -194,6 +195,51 @@ def test_beyond_the_in_flight_limit_requests_wait_in_order_then_429(tiny_model):
     assert (
         _metric(app, "strategist_requests_queued") == 0 and _metric(app, "strategist_requests_in_flight") == 0
     )
+
+
+def test_a_request_that_could_not_be_answered_in_time_is_refused_instead_of_queued():
+    gate = admission.AdmissionMiddleware(
+        None, paths=set(), metrics=GatewayMetrics(), max_in_flight=4, deadline_s=1.0,
+        max_deadline_s=10.0, body_timeout_s=10.0, max_queued=100,
+    )  # fmt: skip
+    gate.service_s = 0.2  # 4 slots of 0.2 s: one slot frees every 50 ms
+    gate.queued = 9  # 10th in line: answered in ~10 x 50 + 200 = 700 ms, within 75 % of 1 s
+    assert gate._queue_refusal(1.0) is None
+    gate.queued = 12  # ~850 ms: past 75 % of 1 s, refused now rather than at its deadline
+    refusal = gate._queue_refusal(1.0)
+    assert refusal is not None and "about 850 ms, past 75% of its deadline of 1000 ms" in refusal
+    assert gate._queue_refusal(2.0) is None  # a client with a longer deadline may wait
+    gate.queued = 100
+    assert "the limits are 4" in (gate._queue_refusal(60.0) or "")
+
+
+def test_an_app_answering_its_own_cancellation_at_the_deadline_is_not_a_500():
+    """The deadline cancels the backend call; the pipeline turns that into its own 503 and starts
+    the response while the timeout is still expiring. That answer goes out as it is (a timeout in
+    that state cannot be moved: it used to raise RuntimeError, a 500)."""
+
+    async def app(scope, receive, send):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"backend call cancelled"})
+
+    gate = admission.AdmissionMiddleware(
+        app, paths={"/predict"}, metrics=GatewayMetrics(), max_in_flight=4, deadline_s=0.1,
+        max_deadline_s=10.0, body_timeout_s=10.0,
+    )  # fmt: skip
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(gate({"type": "http", "path": "/predict", "headers": [], "state": {}}, receive, send))
+    assert sent[0]["status"] == 503 and sent[1]["body"] == b"backend call cancelled"
+    assert gate.in_flight == 0
 
 
 def test_a_wait_that_outlasts_the_deadline_is_503_in_time_and_never_runs(tiny_model):
