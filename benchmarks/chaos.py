@@ -52,6 +52,7 @@ MAX_OUTSTANDING = 4096
 # was due). Unbounded, an overload opens connections faster than the gateway accepts them and the
 # kernel's SYN retries (1 s, 3 s, 7 s) show up as 10 s "latencies" that no server setting can touch.
 MAX_CONNECTIONS = 512
+PHASES = ("kill", "stop", "overload")
 ANSWER_TIMEOUT_S = 30.0
 NORMAL_FACTOR = 1.5  # "back to normal": median of 5 in a row <= 1.5 x the baseline median
 
@@ -91,10 +92,10 @@ class Load:
     """Requests to the gateway over keep-alive HTTP connections, every answer kept as a Sample
     (status 0: no answer within ANSWER_TIMEOUT_S or the connection failed)."""
 
-    def __init__(self, url: str, payloads: Sequence[bytes]) -> None:
+    def __init__(self, url: str, payloads: Sequence[bytes], connections: int = 512) -> None:
         self.requests = http_load.encode_requests(url + "/predict", list(payloads), "application/json", {})
         parts = url.split("//", 1)[1].split(":")
-        self.pool = http_load.Pool(parts[0], int(parts[1]), MAX_CONNECTIONS)
+        self.pool = http_load.Pool(parts[0], int(parts[1]), connections)
         self.samples: list[Sample] = []
         self._n = 0
         self.outstanding = 0
@@ -186,8 +187,12 @@ async def run_chaos(
     factor: float = 4.0,
     recovery_s: float = 5.0,
     log_dir: Path | None = None,
+    phases: Sequence[str] = PHASES,
+    gateway_env: dict[str, str] | None = None,
+    connections: int = MAX_CONNECTIONS,
 ) -> dict[str, Any]:
-    """Run the four phases once; returns the measured figures (see the module docstring)."""
+    """Run the baseline and `phases` once; returns the measured figures (see the module docstring).
+    `gateway_env` adds gateway settings (STRATEGIST_*), `connections` caps the load's connections."""
     from benchmarks.report import summarize
 
     payloads = [json.dumps(b, separators=(",", ":")).encode() for b in bodies]
@@ -195,7 +200,12 @@ async def run_chaos(
     await asyncio.to_thread(triton.start, 120.0)
     supervisor = TritonSupervisor(triton, start_timeout_s=60.0).start()
     marker = triton._shm_prefix  # on the server's and every stub's command line
-    result: dict[str, Any] = {"concurrency": concurrency, "deadline_s": deadline_s}
+    result: dict[str, Any] = {
+        "concurrency": concurrency,
+        "deadline_s": deadline_s,
+        "gateway_env": gateway_env or {},
+        "connections": connections,
+    }
     try:
         env = {
             "STRATEGIST_BACKEND": "triton",
@@ -205,9 +215,10 @@ async def run_chaos(
             "STRATEGIST_REQUEST_DEADLINE_S": str(deadline_s),
             "STRATEGIST_READINESS_TIMEOUT_S": "0.5",
             "STRATEGIST_LOG_LEVEL": "error",  # one warning per refused request otherwise
+            **(gateway_env or {}),
         }
         with uvicorn_server("server.main:create_app", env, "/readyz", "chaos-gateway") as gateway:
-            load = Load(gateway.url, payloads)
+            load = Load(gateway.url, payloads, connections)
             processes_before = stack_processes(marker)
 
             # 1. baseline
@@ -228,70 +239,74 @@ async def run_chaos(
             }
 
             # 2. kill -9 under load
-            async with _under_load(load, concurrency):
-                victim = triton.pid
-                assert victim is not None
-                killed_at = time.monotonic()
-                os.kill(victim, signal.SIGKILL)
-                restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
-                deadline = time.monotonic() + 10.0
-                while time.monotonic() < deadline:  # until answers come back
-                    after = load.window(killed_at)
-                    first_bad = next((s for s in after if s.status != 200), None)
-                    if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(1.0)
-            after = load.window(killed_at)
-            first_bad = next((s for s in after if s.status != 200), None)
-            first_503 = next((s for s in after if s.status == 503), None)
-            back = (
-                next((s for s in load.window(first_bad.sent_at) if s.status == 200), None)
-                if first_bad
-                else None
-            )
-            result["kill"] = {
-                "supervisor_restarted": restarted,
-                "time_to_first_503_ms": _ms(
-                    first_503.sent_at + first_503.latency_ms / 1e3 - killed_at if first_503 else None
-                ),
-                "time_back_to_200_s": (
-                    round(back.sent_at + back.latency_ms / 1e3 - killed_at, 2) if back else None
-                ),
-                "statuses": _statuses(after),
-                "stack_processes_before": len(processes_before),
-                "stack_processes_after": len(stack_processes(marker)),
-                "left_in_killed_group": len(group_members(victim)),
-                "restart": [e.detail for e in supervisor.events if e.kind == "restarted"][:1],
-            }
+            if "kill" in phases:
+                async with _under_load(load, concurrency):
+                    victim = triton.pid
+                    assert victim is not None
+                    killed_at = time.monotonic()
+                    os.kill(victim, signal.SIGKILL)
+                    restarted = await asyncio.to_thread(supervisor.wait_restarted, 1, 90.0)
+                    deadline = time.monotonic() + 10.0
+                    while time.monotonic() < deadline:  # until answers come back
+                        after = load.window(killed_at)
+                        first_bad = next((s for s in after if s.status != 200), None)
+                        if first_bad and any(s.status == 200 for s in load.window(first_bad.sent_at)):
+                            break
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(1.0)
+                after = load.window(killed_at)
+                first_bad = next((s for s in after if s.status != 200), None)
+                first_503 = next((s for s in after if s.status == 503), None)
+                back = (
+                    next((s for s in load.window(first_bad.sent_at) if s.status == 200), None)
+                    if first_bad
+                    else None
+                )
+                result["kill"] = {
+                    "supervisor_restarted": restarted,
+                    "time_to_first_503_ms": _ms(
+                        first_503.sent_at + first_503.latency_ms / 1e3 - killed_at if first_503 else None
+                    ),
+                    "time_back_to_200_s": (
+                        round(back.sent_at + back.latency_ms / 1e3 - killed_at, 2) if back else None
+                    ),
+                    "statuses": _statuses(after),
+                    "stack_processes_before": len(processes_before),
+                    "stack_processes_after": len(stack_processes(marker)),
+                    "left_in_killed_group": len(group_members(victim)),
+                    "restart": [e.detail for e in supervisor.events if e.kind == "restarted"][:1],
+                }
 
             # 3. SIGSTOP for stop_s
-            async with _under_load(load, concurrency):
-                stopped = triton.pid
-                assert stopped is not None
-                stopped_at = time.monotonic()
-                os.kill(stopped, signal.SIGSTOP)
-                await asyncio.sleep(stop_s)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(stopped, signal.SIGCONT)
-                # The supervisor kills a server that fails `hang_checks` checks in a row; one that
-                # was stopped for less than that is simply running again now.
-                hung_seen = any(e.kind == "hung" for e in supervisor.events)
-                replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
-                await asyncio.sleep(1.0)
-            window = load.window(stopped_at)
-            hung = [e for e in supervisor.events if e.kind == "hung"]
-            result["stop"] = {
-                "seconds": stop_s,
-                "statuses": _statuses(window),
-                "max_latency_ms": round(max(s.latency_ms for s in window), 1),
-                "over_deadline": sum(1 for s in window if s.latency_ms > deadline_s * 1e3),
-                "over_deadline_plus_100ms": sum(1 for s in window if s.latency_ms > deadline_s * 1e3 + 100),
-                "supervisor_replaced_hung_server": replaced,
-                "hung_detected_after_s": round(hung[0].at - stopped_at, 2) if hung else None,
-                "stack_processes_after": len(stack_processes(marker)),
-                "left_in_stopped_group": len(group_members(stopped)),
-            }
+            if "stop" in phases:
+                async with _under_load(load, concurrency):
+                    stopped = triton.pid
+                    assert stopped is not None
+                    stopped_at = time.monotonic()
+                    os.kill(stopped, signal.SIGSTOP)
+                    await asyncio.sleep(stop_s)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(stopped, signal.SIGCONT)
+                    # The supervisor kills a server that fails `hang_checks` checks in a row; one that
+                    # was stopped for less than that is simply running again now.
+                    hung_seen = any(e.kind == "hung" for e in supervisor.events)
+                    replaced = hung_seen and await asyncio.to_thread(supervisor.wait_restarted, 2, 90.0)
+                    await asyncio.sleep(1.0)
+                window = load.window(stopped_at)
+                hung = [e for e in supervisor.events if e.kind == "hung"]
+                result["stop"] = {
+                    "seconds": stop_s,
+                    "statuses": _statuses(window),
+                    "max_latency_ms": round(max(s.latency_ms for s in window), 1),
+                    "over_deadline": sum(1 for s in window if s.latency_ms > deadline_s * 1e3),
+                    "over_deadline_plus_100ms": sum(
+                        1 for s in window if s.latency_ms > deadline_s * 1e3 + 100
+                    ),
+                    "supervisor_replaced_hung_server": replaced,
+                    "hung_detected_after_s": round(hung[0].at - stopped_at, 2) if hung else None,
+                    "stack_processes_after": len(stack_processes(marker)),
+                    "left_in_stopped_group": len(group_members(stopped)),
+                }
 
             # 4. overload
             overload_at = time.monotonic()
@@ -337,27 +352,14 @@ async def run_chaos(
 
 def markdown(result: dict[str, Any], machine: str, command: str) -> str:
     deadline_ms = result["deadline_s"] * 1e3
-    base, kill, stop, over = result["baseline"], result["kill"], result["stop"], result["overload"]
+    base, over = result["baseline"], result["overload"]
     admitted = over["admitted"]
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("baseline: 1 client p50 / p99", f"{base['sequential']['p50_ms']} / {base['sequential']['p99_ms']} ms"),
         (
             f"baseline: {result['concurrency']} clients, saturated throughput / p99",
             f"{base['saturated']['throughput_rps']} req/s / {base['saturated']['p99_ms']} ms",
         ),
-        ("kill -9: time to first 503", f"{kill['time_to_first_503_ms']} ms"),
-        ("kill -9: time back to 200 (supervisor restart, nobody stepping in)", f"{kill['time_back_to_200_s']} s"),
-        ("kill -9: answers from the kill on", kill["statuses"]),
-        (
-            "kill -9: tritonserver + stub processes before / after; left in the killed group",
-            f"{kill['stack_processes_before']} / {kill['stack_processes_after']}; {kill['left_in_killed_group']}",
-        ),
-        (f"SIGSTOP {stop['seconds']:g} s: answers", stop["statuses"]),
-        (
-            f"SIGSTOP: slowest answer (deadline {deadline_ms:.0f} ms); over the deadline / over it + 100 ms",
-            f"{stop['max_latency_ms']} ms; {stop['over_deadline']} / {stop['over_deadline_plus_100ms']}",
-        ),
-        ("SIGSTOP: supervisor saw the hang after / replaced it", f"{stop['hung_detected_after_s']} s / {stop['supervisor_replaced_hung_server']}"),
         (
             f"{over['factor']:g}x overload {over['seconds']:g} s: target / offered rate",
             f"{over['target_rate']} / {over['offered_rate']} req/s",
@@ -370,10 +372,32 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
         ("this stack's Triton processes after close", result["stack_processes_after_close"]),
         ("load generator: failed connections by kind; stale keep-alive connections retried", result.get("load_generator_failures", {})),
     ]  # fmt: skip
+    faults: list[tuple[str, Any]] = []
+    if "kill" in result:
+        kill = result["kill"]
+        faults += [
+            ("kill -9: time to first 503", f"{kill['time_to_first_503_ms']} ms"),
+            ("kill -9: time back to 200 (supervisor restart, nobody stepping in)", f"{kill['time_back_to_200_s']} s"),
+            ("kill -9: answers from the kill on", kill["statuses"]),
+            ("kill -9: tritonserver + stub processes before / after; left in the killed group",
+             f"{kill['stack_processes_before']} / {kill['stack_processes_after']}; {kill['left_in_killed_group']}"),
+        ]  # fmt: skip
+    if "stop" in result:
+        stop = result["stop"]
+        faults += [
+            (f"SIGSTOP {stop['seconds']:g} s: answers", stop["statuses"]),
+            (f"SIGSTOP: slowest answer (deadline {deadline_ms:.0f} ms); over the deadline / over it + 100 ms",
+             f"{stop['max_latency_ms']} ms; {stop['over_deadline']} / {stop['over_deadline_plus_100ms']}"),
+            ("SIGSTOP: supervisor saw the hang after / replaced it",
+             f"{stop['hung_detected_after_s']} s / {stop['supervisor_replaced_hung_server']}"),
+        ]  # fmt: skip
+    rows[2:2] = faults
+    settings = ", ".join(f"{k}={v}" for k, v in result.get("gateway_env", {}).items()) or "defaults"
     lines = [
         f"Measured with `{command}` on {machine}; gateway under uvicorn in its own process, loaded over HTTP "
         "by the benchmark's process; local Triton + supervisor, "
-        f"deadline {deadline_ms:.0f} ms, in-flight bound at its default.",
+        f"deadline {deadline_ms:.0f} ms, admission control settings: {settings}; "
+        f"the load keeps at most {result.get('connections', MAX_CONNECTIONS)} connections.",
         "",
         "| | |",
         "|---|---|",
@@ -394,7 +418,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payloads", type=int, default=16)
     parser.add_argument("--out", type=Path, default=services.RESULTS_DIR)
     parser.add_argument("--name", default="chaos")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help="of kill, stop, overload (the baseline always runs)"
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gateway setting for this run, e.g. STRATEGIST_MAX_QUEUED=0 (repeat)",
+    )
+    parser.add_argument("--connections", type=int, default=MAX_CONNECTIONS, help="connections the load keeps")
     args = parser.parse_args(argv)
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if not set(phases) <= set(PHASES) or "overload" not in phases:
+        parser.error(f"--phases: choose from {PHASES}; overload is always needed")
+    gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
     if args.concurrency < 1 or args.factor <= 0:
         parser.error("--concurrency must be >= 1 and --factor > 0")
 
@@ -410,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
             overload_s=args.overload,
             factor=args.factor,
             log_dir=services.WORK_DIR,
+            phases=phases,
+            gateway_env=gateway_env,
+            connections=args.connections,
         )
     )
     result["load_avg_at_end"] = os.getloadavg()
@@ -425,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {json_path} and {md_path}", file=sys.stderr)
     failed = (
         result["overload"]["other_5xx"]
-        or result["stop"]["over_deadline_plus_100ms"]
-        or result["kill"]["time_back_to_200_s"] is None
+        or ("stop" in result and result["stop"]["over_deadline_plus_100ms"])
+        or ("kill" in result and result["kill"]["time_back_to_200_s"] is None)
         or result["stack_processes_after_close"]
     )
     return 1 if failed else 0
