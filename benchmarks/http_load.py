@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter as now  # loop.time() of uvloop ticks in whole milliseconds
 from typing import Any
@@ -104,8 +105,14 @@ class Pool:
         self.errors: Counter[str] = Counter()
         self.stale_retries = 0
 
-    async def call(self, request: bytes, timeout_s: float) -> int:
+    async def call(
+        self, request: bytes, timeout_s: float, on_connection: Callable[[], None] | None = None
+    ) -> int:
+        """Send `request`, return the answer's status (0: none). `on_connection` is called once a
+        connection is free for it (what came before is this side's queue)."""
         async with self.slots:
+            if on_connection is not None:
+                on_connection()
             if self.idle:
                 conn = self.idle.pop()
                 try:

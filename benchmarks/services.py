@@ -64,6 +64,7 @@ class Sample:
     sent_at: float  # monotonic
     latency_ms: float
     status: int
+    waited_ms: float = 0.0  # of latency_ms, the wait on the client side for a free connection
 
 
 @dataclass(frozen=True)

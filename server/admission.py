@@ -45,7 +45,7 @@ GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
 CLIENT_GONE: Final = "client_gone"  # scope["state"] key: the client left before the answer
 # A request waits for a slot only when it is expected to be answered within this share of its
 # deadline: the rest is room for the estimate's error (the mean service time moves with the load).
-QUEUE_HORIZON: Final = 0.75
+QUEUE_HORIZON: Final = 0.5
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -122,6 +122,11 @@ class AdmissionMiddleware:
         self.queued = 0
         self._slots = asyncio.Semaphore(max_in_flight)  # FIFO: waiters get slots in arrival order
         self.service_s = 0.0  # running mean of admitted requests' service time (slot to answer)
+        # Running mean of the time between two slot releases while requests wait: how fast the
+        # queue moves, measured, not derived (a saturated event loop frees slots slower than
+        # service_s / max_in_flight suggests).
+        self.release_interval_s = 0.0
+        self._last_release = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -178,27 +183,37 @@ class AdmissionMiddleware:
         finally:
             _deadline.reset(token)
             if admitted:
-                self._slots.release()
-                self.in_flight -= 1
-                self.metrics.in_flight.set(self.in_flight)
+                self._release_slot()
 
     def _queue_refusal(self, budget: float) -> str | None:
         """Every slot is busy: why this request may not wait for one (None: it may). It may when
-        the queue has room and its expected wait (the requests ahead of it times the mean service
-        time, spread over the slots) plus its own service fit QUEUE_HORIZON of its budget: under
-        overload the excess is refused at once instead of holding a connection until its deadline."""
+        the queue has room and its expected wait (the requests ahead of it times the measured
+        interval between slot releases) plus its own service fit QUEUE_HORIZON of its budget:
+        under overload the excess is refused at once instead of holding a connection until its
+        deadline."""
         if self.queued >= self.max_queued:
             return (
                 f"{self.in_flight} requests in flight and {self.queued} waiting, the limits are "
                 f"{self.max_in_flight} (STRATEGIST_MAX_IN_FLIGHT) and {self.max_queued} (STRATEGIST_MAX_QUEUED)"
             )
-        expected_s = (self.queued + 1) * self.service_s / self.max_in_flight + self.service_s
+        interval = self.release_interval_s or self.service_s / self.max_in_flight
+        expected_s = (self.queued + 1) * interval + self.service_s
         if expected_s > QUEUE_HORIZON * budget:
             return (
                 f"{self.in_flight} requests in flight and {self.queued} waiting: this one would be answered "
                 f"in about {expected_s * 1e3:.0f} ms, past {QUEUE_HORIZON:.0%} of its deadline of {budget * 1e3:.0f} ms"
             )
         return None
+
+    def _release_slot(self) -> None:
+        now = time.monotonic()
+        if self.queued:  # only intervals with someone waiting say how fast the queue moves
+            gap = now - self._last_release
+            self.release_interval_s += 0.05 * (min(gap, 1.0) - self.release_interval_s)
+        self._last_release = now
+        self._slots.release()
+        self.in_flight -= 1
+        self.metrics.in_flight.set(self.in_flight)
 
     async def _take_slot(self) -> bool:
         """Wait (FIFO) for an in-flight slot; True when the request had to wait. Cancelled by the

@@ -89,7 +89,7 @@ class GatewaySettings(BaseSettings):
         "even while the event loop is busy: on a loaded 2-core machine a due timer runs up to ~15 ms late.",
     )
     max_in_flight: int = Field(
-        default=32,
+        default=8,
         ge=1,
         le=100_000,
         description="Most prediction requests running at once; more wait in the queue (max_queued), "
