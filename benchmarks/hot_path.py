@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "open": [],
         "p99_runs": [],
         "closed": [],
+        "bulk": [],
         "batch": [],
         "peer": [],
     }

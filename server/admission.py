@@ -44,7 +44,10 @@ DEADLINE_HEADER: Final = "x-request-deadline-ms"
 GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
 CLIENT_GONE: Final = "client_gone"  # scope["state"] key: the client left before the answer
 # A request waits for a slot only when it is expected to be answered within this share of its
-# deadline: the rest is room for the estimate's error (the mean service time moves with the load).
+# deadline: the rest is room for the estimate's error and for the time a request spends before the
+# gateway sees it (socket, HTTP parsing on a busy loop), which the deadline cannot cover. 0.75 let
+# admitted answers reach overloaded clients 1.4 s after a 1 s deadline (chaos ablation); 0.5 kept
+# them within it.
 QUEUE_HORIZON: Final = 0.5
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}

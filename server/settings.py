@@ -92,17 +92,18 @@ class GatewaySettings(BaseSettings):
         default=8,
         ge=1,
         le=100_000,
-        description="Most prediction requests running at once; more wait in the queue (max_queued), "
-        "beyond it -> 429 + Retry-After at once (what keeps admitted requests within their deadline "
-        "under overload).",
+        description="Most prediction requests running at once in one gateway worker; more wait in the "
+        "queue (max_queued), beyond it -> 429 + Retry-After at once. 8 keep Triton's batcher fed on a "
+        "2-core machine while each admitted request gets the event loop often enough to finish within "
+        "its deadline under overload (32 did not: benchmarks/results/chaos_ablation).",
     )
     max_queued: int = Field(
         default=256,
         ge=0,
         le=100_000,
         description="Prediction requests that may wait for one of the max_in_flight slots, in arrival "
-        "order, their deadline running (a wait that would outlast it ends in the deadline's 503); one "
-        "more is refused with 429. Waiting costs no CPU, so clients beyond the in-flight bound queue "
+        "order, their deadline running; one more, or one whose expected wait passes half its deadline, "
+        "is refused with 429. Waiting costs no CPU, so clients beyond the in-flight bound queue "
         "instead of retrying into a storm of 429s. 0: refuse as soon as every slot is busy.",
     )
     body_timeout_s: float = Field(

@@ -202,12 +202,16 @@ def test_a_request_that_could_not_be_answered_in_time_is_refused_instead_of_queu
         None, paths=set(), metrics=GatewayMetrics(), max_in_flight=4, deadline_s=1.0,
         max_deadline_s=10.0, body_timeout_s=10.0, max_queued=100,
     )  # fmt: skip
-    gate.service_s = 0.2  # 4 slots of 0.2 s: one slot frees every 50 ms
-    gate.queued = 9  # 10th in line: answered in ~10 x 50 + 200 = 700 ms, within 75 % of 1 s
+    assert admission.QUEUE_HORIZON == 0.5  # the figures below are for half the deadline
+    gate.service_s = 0.1  # 4 slots of 0.1 s: one slot frees every 25 ms (before any is measured)
+    gate.queued = 9  # 10th in line: answered in ~10 x 25 + 100 = 350 ms, within half of 1 s
     assert gate._queue_refusal(1.0) is None
-    gate.queued = 12  # ~850 ms: past 75 % of 1 s, refused now rather than at its deadline
+    gate.queued = 16  # ~525 ms: past half of 1 s, refused now rather than at its deadline
     refusal = gate._queue_refusal(1.0)
-    assert refusal is not None and "about 850 ms, past 75% of its deadline of 1000 ms" in refusal
+    assert refusal is not None and "about 525 ms, past 50% of its deadline of 1000 ms" in refusal
+    gate.release_interval_s = 0.01  # measured: the queue moves faster than the mean suggests
+    assert gate._queue_refusal(1.0) is None  # 17 x 10 + 100 = 270 ms
+    gate.release_interval_s = 0.0
     assert gate._queue_refusal(2.0) is None  # a client with a longer deadline may wait
     gate.queued = 100
     assert "the limits are 4" in (gate._queue_refusal(60.0) or "")
