@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import http_load
-from benchmarks.services import Sample, uvicorn_server
+from benchmarks.services import Sample, group_cpu_s, uvicorn_server
 from strategist.contract import CPU_MODEL_NAME
 from strategist.serving.supervisor import TritonSupervisor
 from strategist.serving.triton_launcher import LocalTriton
@@ -154,6 +154,20 @@ def _statuses(samples: Sequence[Sample]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _cpu_now(gateway_pgid: int, triton_pgid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the load generator (this process), the gateway and Triton."""
+    return {
+        "load generator": time.process_time(),
+        "gateway": group_cpu_s(gateway_pgid),
+        "Triton": group_cpu_s(triton_pgid) if triton_pgid else 0.0,
+    }
+
+
+def _cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each used over a phase: on a 2-core machine this says who took them."""
+    return {k: round((after[k] - before[k]) / seconds, 2) for k in before}
+
+
 @contextlib.asynccontextmanager
 async def _under_load(load: Load, clients: int, settle_s: float = 1.0) -> AsyncIterator[int]:
     """`clients` closed-loop clients running through the block (which starts after `settle_s` of
@@ -228,7 +242,9 @@ async def run_chaos(
             start, end = await _closed_phase(load, 1, 2.0)
             sequential = [s.latency_ms for s in load.window(start, end) if s.status == 200]
             normal_ms = statistics.median(sequential)
+            cpu_at = _cpu_now(gateway.pgid, triton.pid)
             start, end = await _closed_phase(load, concurrency, baseline_s)
+            saturated_cores = _cores_used(cpu_at, _cpu_now(gateway.pgid, triton.pid), end - start)
             saturated = load.window(start, end)
             ok = [s for s in saturated if s.status == 200]
             saturated_rps = len(ok) / (end - start)
@@ -236,6 +252,7 @@ async def run_chaos(
                 "sequential": summarize(sequential),
                 "saturated": {
                     "throughput_rps": round(saturated_rps, 1),
+                    "cores_used": saturated_cores,
                     "statuses": _statuses(saturated),
                     **summarize([s.latency_ms for s in ok]),
                 },
@@ -313,8 +330,12 @@ async def run_chaos(
 
             # 4. overload
             overload_at = time.monotonic()
+            cpu_at = _cpu_now(gateway.pgid, triton.pid)
             offered = await load.open(factor * saturated_rps, overload_s)
             overload_end = time.monotonic()
+            overload_cores = _cores_used(
+                cpu_at, _cpu_now(gateway.pgid, triton.pid), overload_end - overload_at
+            )
             window = load.window(overload_at, overload_end)
             admitted = [s for s in window if s.status == 200]
             other_5xx = [s for s in window if s.status >= 500 and s.status != 503 or s.status <= 0]
@@ -343,6 +364,7 @@ async def run_chaos(
                 "goodput_vs_saturated": round(
                     len(admitted) / (overload_end - overload_at) / saturated_rps, 2
                 ),
+                "cores_used": overload_cores,
                 "back_to_normal_s": None if normal_again is None else round(normal_again, 2),
                 "normal_median_ms": round(normal_ms, 2),
             }
@@ -354,6 +376,10 @@ async def run_chaos(
         supervisor.close()
     result["stack_processes_after_close"] = len(stack_processes(marker))
     return result
+
+
+def _cores(used: dict[str, float] | None) -> str:
+    return " / ".join(f"{v:.2f}" for v in used.values()) if used else "-"
 
 
 def _p50_p99_max(summary: dict[str, Any] | None) -> str:
@@ -383,6 +409,8 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
          _p50_p99_max(over.get("admitted_from_connection"))),
         ("overload: wait for a free connection on the load's side, p50 / p99 / max", _p50_p99_max(over.get("waited_for_connection"))),
         ("overload: goodput, vs saturated throughput", f"{over['goodput_rps']} req/s, {over['goodput_vs_saturated']}x"),
+        ("cores used by load generator / gateway / Triton: saturated; overload",
+         f"{_cores(base['saturated'].get('cores_used'))}; {_cores(over.get('cores_used'))}"),
         ("after the overload: back to normal latency in", f"{over['back_to_normal_s']} s (normal median {over['normal_median_ms']} ms)"),
         ("this stack's Triton processes after close", result["stack_processes_after_close"]),
         ("load generator: failed connections by kind; stale keep-alive connections retried", result.get("load_generator_failures", {})),
