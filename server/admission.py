@@ -130,6 +130,10 @@ class AdmissionMiddleware:
         # service_s / max_in_flight suggests).
         self.release_interval_s = 0.0
         self._last_release = 0.0
+        # When a request that had to wait last missed its deadline: the queue's estimate failed
+        # (a sustained overload, a loop too busy to keep its own timers), so for one deadline new
+        # arrivals are refused instead of queued.
+        self._queue_missed_at = -float("inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -163,6 +167,7 @@ class AdmissionMiddleware:
                     timeout.reschedule(None)
             await send(message)
 
+        must_wait = self.in_flight >= self.max_in_flight
         try:
             # Give up a margin before the deadline, so the 503 is written and on its way by then.
             async with asyncio.timeout(budget - min(self.answer_margin_s, budget / 10)) as timeout:
@@ -176,6 +181,8 @@ class AdmissionMiddleware:
         except TimeoutError:
             if response_started:
                 raise
+            if must_wait:
+                self._queue_missed_at = time.monotonic()
             self.metrics.shed.labels(reason="deadline").inc()
             message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
             await self._reject(scope, receive, send, 503, message, retry_after=1)
@@ -191,9 +198,16 @@ class AdmissionMiddleware:
     def _queue_refusal(self, budget: float) -> str | None:
         """Every slot is busy: why this request may not wait for one (None: it may). It may when
         the queue has room and its expected wait (the requests ahead of it times the measured
-        interval between slot releases) plus its own service fit QUEUE_HORIZON of its budget:
-        under overload the excess is refused at once instead of holding a connection until its
-        deadline."""
+        interval between slot releases) plus its own service fit QUEUE_HORIZON of its budget, and
+        no request that waited missed its deadline within the last budget (then the estimate is
+        not holding): under overload the excess is refused at once instead of holding a
+        connection until its deadline."""
+        missed_s = time.monotonic() - self._queue_missed_at
+        if missed_s < budget:
+            return (
+                f"{self.in_flight} requests in flight; a request that waited missed its deadline "
+                f"{missed_s * 1e3:.0f} ms ago, so none wait for now"
+            )
         if self.queued >= self.max_queued:
             return (
                 f"{self.in_flight} requests in flight and {self.queued} waiting, the limits are "

@@ -212,6 +212,13 @@ def test_a_request_that_could_not_be_answered_in_time_is_refused_instead_of_queu
     gate.release_interval_s = 0.01  # measured: the queue moves faster than the mean suggests
     assert gate._queue_refusal(1.0) is None  # 17 x 10 + 100 = 270 ms
     gate.release_interval_s = 0.0
+    gate.queued = 0
+    gate._queue_missed_at = time.monotonic() - 0.2  # a request that waited missed its deadline
+    assert "missed its deadline" in (gate._queue_refusal(1.0) or "")  # for one deadline, none wait
+    gate._queue_missed_at = time.monotonic() - 1.5
+    assert gate._queue_refusal(1.0) is None
+    gate._queue_missed_at = -float("inf")
+    gate.queued = 16
     assert gate._queue_refusal(2.0) is None  # a client with a longer deadline may wait
     gate.queued = 100
     assert "the limits are 4" in (gate._queue_refusal(60.0) or "")
