@@ -207,6 +207,7 @@ async def run_chaos(
     phases: Sequence[str] = PHASES,
     gateway_env: dict[str, str] | None = None,
     connections: int = MAX_CONNECTIONS,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run the baseline and `phases` once; returns the measured figures (see the module docstring).
     `gateway_env` adds gateway settings (STRATEGIST_*), `connections` caps the load's connections."""
@@ -222,6 +223,7 @@ async def run_chaos(
         "deadline_s": deadline_s,
         "gateway_env": gateway_env or {},
         "connections": connections,
+        "workers": workers,
     }
     try:
         env = {
@@ -234,7 +236,9 @@ async def run_chaos(
             "STRATEGIST_LOG_LEVEL": "error",  # one warning per refused request otherwise
             **(gateway_env or {}),
         }
-        with uvicorn_server("server.main:create_app", env, "/readyz", "chaos-gateway") as gateway:
+        with uvicorn_server(
+            "server.main:create_app", env, "/readyz", "chaos-gateway", workers=workers
+        ) as gateway:
             load = Load(gateway.url, payloads, connections)
             processes_before = stack_processes(marker)
 
@@ -437,7 +441,8 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
     rows[2:2] = faults
     settings = ", ".join(f"{k}={v}" for k, v in result.get("gateway_env", {}).items()) or "defaults"
     lines = [
-        f"Measured with `{command}` on {machine}; gateway under uvicorn in its own process, loaded over HTTP "
+        f"Measured with `{command}` on {machine}; gateway under uvicorn in its own process "
+        f"({result.get('workers', 1)} worker{'s' if result.get('workers', 1) > 1 else ''}), loaded over HTTP "
         "by the benchmark's process; local Triton + supervisor, "
         f"deadline {deadline_ms:.0f} ms, admission control settings: {settings}; "
         f"the load keeps at most {result.get('connections', MAX_CONNECTIONS)} connections.",
@@ -472,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a gateway setting for this run, e.g. STRATEGIST_MAX_QUEUED=0 (repeat)",
     )
     parser.add_argument("--connections", type=int, default=MAX_CONNECTIONS, help="connections the load keeps")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (serve --workers)")
     args = parser.parse_args(argv)
     phases = tuple(p for p in args.phases.split(",") if p)
     if not set(phases) <= set(PHASES) or "overload" not in phases:
@@ -495,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             phases=phases,
             gateway_env=gateway_env,
             connections=args.connections,
+            workers=args.workers,
         )
     )
     result["load_avg_at_end"] = os.getloadavg()

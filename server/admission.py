@@ -17,6 +17,12 @@ flight, and a body that must arrive in time. Pure ASGI, so it adds no task or st
   instead of holding its connection until its deadline. A request whose wait leaves less time
   than a request takes (the running mean of admitted requests' service times) is answered 503 at
   once: work that would miss its deadline is not started.
+- Event-loop lag: a timer measures how late the loop runs what is due (LoopLag). A request waits for
+  a slot only while that lag is under `max_loop_lag_s`: a loop that runs late is busy reading and
+  refusing arrivals faster than it answers admitted ones (open-loop overload), and the time a
+  request spends in the socket before the gateway reads it is outside its deadline; queueing more
+  then only turns waits into missed deadlines. Waiting closed-loop clients leave the loop idle
+  enough to stay under it.
 - Body: the whole body must arrive within `body_timeout_s` of the request start (a client sending
   1 byte/s is cut off with 408). A client that disconnects mid-upload gets no answer and is not an
   error: it is counted in strategist_client_disconnects_total, and the request's state says so
@@ -27,14 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import re
 import time
 from typing import Final
 
 from fastapi import HTTPException
+from prometheus_client import Gauge
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.backend import BackendUnavailable
@@ -55,6 +62,36 @@ _GRPC_UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-
 # The running request's deadline (time.monotonic() seconds), set by the middleware; the route and
 # the pipeline run in the same task, so they see it without being handed it.
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+
+
+class LoopLag:
+    """How late the running event loop runs a timer that is due: a callback every `period_s`
+    measures its own delay. `lag_s` follows a rise at once and a fall gradually (a fifth of the way
+    per tick), so one quiet tick amid overload does not read as recovery. Started on first use, in
+    the loop it measures; costs one callback per period."""
+
+    def __init__(self, period_s: float = 0.01, gauge: Gauge | None = None) -> None:
+        self.period_s = period_s
+        self.gauge = gauge
+        self.lag_s = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first call, or a new loop (tests run apps in several)
+            self._loop = loop
+            self.lag_s = 0.0
+            loop.call_later(self.period_s, self._tick, loop, loop.time() + self.period_s)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if loop is not self._loop or loop.is_closed():
+            return
+        now = loop.time()
+        late = max(0.0, now - due)
+        self.lag_s = late if late > self.lag_s else self.lag_s + 0.2 * (late - self.lag_s)
+        if self.gauge is not None:
+            self.gauge.set(self.lag_s)
+        loop.call_later(self.period_s, self._tick, loop, now + self.period_s)
 
 
 class DeadlineExceeded(BackendUnavailable):
@@ -111,6 +148,7 @@ class AdmissionMiddleware:
         body_timeout_s: float,
         answer_margin_s: float = 0.0,
         max_queued: int = 0,
+        max_loop_lag_s: float = float("inf"),
     ) -> None:
         self.app = app
         self.paths = paths
@@ -121,6 +159,8 @@ class AdmissionMiddleware:
         self.max_deadline_s = max_deadline_s
         self.body_timeout_s = body_timeout_s
         self.answer_margin_s = answer_margin_s
+        self.max_loop_lag_s = max_loop_lag_s
+        self.loop_lag = LoopLag(gauge=metrics.loop_lag)
         self.in_flight = 0
         self.queued = 0
         self._slots = asyncio.Semaphore(max_in_flight)  # FIFO: waiters get slots in arrival order
@@ -140,6 +180,7 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
+        self.loop_lag.ensure_running()
         try:
             budget = requested_budget_s(Headers(scope=scope))
         except BadDeadline as exc:
@@ -198,10 +239,16 @@ class AdmissionMiddleware:
     def _queue_refusal(self, budget: float) -> str | None:
         """Every slot is busy: why this request may not wait for one (None: it may). It may when
         the queue has room and its expected wait (the requests ahead of it times the measured
-        interval between slot releases) plus its own service fit QUEUE_HORIZON of its budget, and
-        no request that waited missed its deadline within the last budget (then the estimate is
-        not holding): under overload the excess is refused at once instead of holding a
+        interval between slot releases) plus its own service fit QUEUE_HORIZON of its budget, the
+        event loop's lag is under max_loop_lag_s, and no request that waited missed its deadline
+        within the last budget (then the estimate is not holding): under overload the excess is refused at once instead of holding a
         connection until its deadline."""
+        lag_s = self.loop_lag.lag_s
+        if lag_s > self.max_loop_lag_s:
+            return (
+                f"{self.in_flight} requests in flight and the gateway runs {lag_s * 1e3:.0f} ms behind "
+                f"(over {self.max_loop_lag_s * 1e3:.0f} ms, STRATEGIST_MAX_LOOP_LAG_MS), so none wait for now"
+            )
         missed_s = time.monotonic() - self._queue_missed_at
         if missed_s < budget:
             return (
@@ -279,10 +326,18 @@ class AdmissionMiddleware:
     async def _reject(
         scope: Scope, receive: Receive, send: Send, status: int, message: str, *, retry_after: int | None
     ) -> None:
+        # Written as two ASGI messages, without a Response object: under overload this runs for
+        # most arrivals, and the loop's time is what the admitted requests need. The body is what
+        # JSONResponse would write (compact JSON, UTF-8).
         request_id = scope.get("state", {}).get("request_id")
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        response = JSONResponse({"detail": message, "request_id": request_id}, status, headers=headers)
-        await response(scope, receive, send)
+        body = json.dumps(
+            {"detail": message, "request_id": request_id}, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _loop_time(monotonic_deadline: float) -> float:

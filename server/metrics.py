@@ -49,6 +49,12 @@ class GatewayMetrics:
             "Prediction requests waiting for one of the in-flight slots (their deadline running).",
             registry=self.registry,
         )
+        self.loop_lag = Gauge(
+            "strategist_event_loop_lag_seconds",
+            "How late this worker's event loop runs a timer that is due (rises at once, falls "
+            "gradually); over STRATEGIST_MAX_LOOP_LAG_MS no request waits for a slot.",
+            registry=self.registry,
+        )
         self.shed = Counter(
             "strategist_requests_shed_total",
             "Prediction requests refused or cut short on purpose, by reason: in_flight (429, every "

@@ -106,6 +106,14 @@ class GatewaySettings(BaseSettings):
         "is refused with 429. Waiting costs no CPU, so clients beyond the in-flight bound queue "
         "instead of retrying into a storm of 429s. 0: refuse as soon as every slot is busy.",
     )
+    max_loop_lag_ms: float = Field(
+        default=50.0,
+        gt=0,
+        le=60_000,
+        description="Requests wait for a slot only while the gateway's event loop runs due work less "
+        "than this late; over it (the loop busy reading and refusing more arrivals than it answers) "
+        "every request beyond the in-flight bound is refused with 429 at once.",
+    )
     body_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="The whole request body must arrive within this; else 408."
     )

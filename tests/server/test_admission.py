@@ -224,6 +224,39 @@ def test_a_request_that_could_not_be_answered_in_time_is_refused_instead_of_queu
     assert "the limits are 4" in (gate._queue_refusal(60.0) or "")
 
 
+def test_loop_lag_follows_a_blocked_loop_at_once_and_recovers_gradually():
+    metrics = GatewayMetrics()
+    lag = admission.LoopLag(period_s=0.01, gauge=metrics.loop_lag)
+
+    async def run() -> tuple[float, float, float]:
+        lag.ensure_running()
+        await asyncio.sleep(0.05)
+        idle = lag.lag_s
+        time.sleep(0.2)  # the loop is held: the due tick runs ~0.19 s late
+        await asyncio.sleep(0.001)
+        blocked = lag.lag_s
+        await asyncio.sleep(0.3)  # ~30 quiet ticks: back under a few ms
+        return idle, blocked, lag.lag_s
+
+    idle, blocked, after = asyncio.run(run())
+    assert idle < 0.05 and blocked > 0.15 and after < 0.02, (idle, blocked, after)
+    assert metrics.registry.get_sample_value("strategist_event_loop_lag_seconds") == pytest.approx(after)
+
+
+def test_while_the_loop_runs_late_requests_beyond_the_slots_are_refused_not_queued():
+    gate = admission.AdmissionMiddleware(
+        None, paths=set(), metrics=GatewayMetrics(), max_in_flight=4, deadline_s=1.0,
+        max_deadline_s=10.0, body_timeout_s=10.0, max_queued=100, max_loop_lag_s=0.05,
+    )  # fmt: skip
+    gate.service_s = 0.1
+    assert gate._queue_refusal(1.0) is None  # a quiet loop: it may wait
+    gate.loop_lag.lag_s = 0.12
+    refusal = gate._queue_refusal(1.0)
+    assert refusal is not None and "runs 120 ms behind (over 50 ms, STRATEGIST_MAX_LOOP_LAG_MS)" in refusal
+    gate.loop_lag.lag_s = 0.04
+    assert gate._queue_refusal(1.0) is None
+
+
 def test_an_app_answering_its_own_cancellation_at_the_deadline_is_not_a_500():
     """The deadline cancels the backend call; the pipeline turns that into its own 503 and starts
     the response while the timeout is still expiring. That answer goes out as it is (a timeout in
