@@ -56,6 +56,7 @@ CLIENT_GONE: Final = "client_gone"  # scope["state"] key: the client left before
 # admitted answers reach overloaded clients 1.4 s after a 1 s deadline (chaos ablation); 0.5 kept
 # them within it.
 QUEUE_HORIZON: Final = 0.5
+SHED_REASONS: Final = ("in_flight", "deadline", "body_timeout")  # strategist_requests_shed_total
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNIT_S = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -161,6 +162,9 @@ class AdmissionMiddleware:
         self.answer_margin_s = answer_margin_s
         self.max_loop_lag_s = max_loop_lag_s
         self.loop_lag = LoopLag(gauge=metrics.loop_lag)
+        # Metric children resolved once: a labels() call costs ~8 us, and refusals are most
+        # arrivals under overload.
+        self._shed = {reason: metrics.shed.labels(reason=reason) for reason in SHED_REASONS}
         self.in_flight = 0
         self.queued = 0
         self._slots = asyncio.Semaphore(max_in_flight)  # FIFO: waiters get slots in arrival order
@@ -190,7 +194,7 @@ class AdmissionMiddleware:
         if self.in_flight >= self.max_in_flight:
             refusal = self._queue_refusal(budget)
             if refusal is not None:
-                self.metrics.shed.labels(reason="in_flight").inc()
+                self._shed["in_flight"].inc()
                 await self._reject(scope, receive, send, 429, refusal, retry_after=1)
                 return
         deadline = started + budget
@@ -224,7 +228,7 @@ class AdmissionMiddleware:
                 raise
             if must_wait:
                 self._queue_missed_at = time.monotonic()
-            self.metrics.shed.labels(reason="deadline").inc()
+            self._shed["deadline"].inc()
             message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
             await self._reject(scope, receive, send, 503, message, retry_after=1)
         except ClientDisconnect:
@@ -309,7 +313,7 @@ class AdmissionMiddleware:
                 async with asyncio.timeout_at(_loop_time(limit)):
                     message = await receive()
             except TimeoutError:
-                self.metrics.shed.labels(reason="body_timeout").inc()
+                self._shed["body_timeout"].inc()
                 # HTTPException passes through FastAPI's body reading untouched and becomes the 408.
                 raise HTTPException(
                     408,
