@@ -18,8 +18,9 @@ What the reader derives (documented in docs/data-engine.md):
   kind overlapping [LapStartTime, Time] by more than 1 s; is_neutralised = any of the three.
 - Gaps: order of crossing the timing line (see strategist.data.tactical): for every lap end the car
   that crossed just before (ahead) and just after (behind), within NO_CAR_GAP_S.
-- Races without telemetry/ (11 of the 17 real 2023 races) still give laps, flags and gaps;
-  `lap_telemetry` then raises DataError saying the race has no telemetry.
+- Races without telemetry/ (4 of the 17 real 2023 races: Melbourne, Montreal, Zandvoort, Mexico
+  City) still give laps, flags and gaps; `lap_telemetry` then raises DataError saying the race has
+  no telemetry.
 """
 
 from __future__ import annotations

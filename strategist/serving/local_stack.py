@@ -1,7 +1,7 @@
 """`strategist serve` on one machine: build what is missing, start local Triton, run the gateway.
 
 repository  <repo>/virtual_strategist_cpu/1/model.onnx from the checkpoint (export code) when
-            missing or older than the checkpoint's weights
+            missing, older than the checkpoint's weights or exported from another checkpoint
 backend     local Triton (nvidia-pytriton's tritonserver, Python backend + ONNX Runtime), supervised:
             restarted by itself when it dies or hangs (strategist.serving.supervisor); when it
             cannot start and the backend is "auto", the same ONNX in-process (ONNX Runtime),
@@ -13,6 +13,7 @@ The API key is never printed: the "Try it" line reads it from $STRATEGIST_API_KE
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from export.repository import build_cpu_repository
+from export.repository import BUILD_INFO_FILE, build_cpu_repository
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
 from strategist.errors import StrategistError
@@ -52,16 +53,27 @@ def onnx_path(repo: Path) -> Path:
     return repo / CPU_MODEL_NAME / "1" / "model.onnx"
 
 
+def _exported_from(onnx: Path) -> str | None:
+    """The checkpoint the ONNX next to its build_info.json was exported from (None when unrecorded)."""
+    try:
+        return str(json.loads((onnx.parent / BUILD_INFO_FILE).read_text())["checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def ensure_cpu_repository(repo: Path, checkpoint: Path) -> Path:
-    """The CPU model's ONNX, exported from `checkpoint` first if missing or older than its weights."""
+    """The CPU model's ONNX, exported from `checkpoint` first if missing, older than its weights or
+    exported from another checkpoint (build_info.json), so that the repository serves `checkpoint`."""
     onnx = onnx_path(repo)
     config = repo / CPU_MODEL_NAME / "config.pbtxt"
     weights = checkpoint / "model.safetensors"
     stale = onnx.exists() and weights.exists() and weights.stat().st_mtime > onnx.stat().st_mtime
-    if onnx.exists() and config.exists() and not stale:
-        log.info("model repository ready: %s", onnx)
+    source = _exported_from(onnx) if onnx.exists() else None
+    other = source is not None and source != str(checkpoint.resolve())
+    if onnx.exists() and config.exists() and not stale and not other:
+        log.info("model repository ready: %s (from %s)", onnx, source or "an unrecorded checkpoint")
         return onnx
-    why = "older than the checkpoint" if stale else "missing"
+    why = f"exported from {source}" if other else "older than the checkpoint" if stale else "missing"
     log.info("CPU model %s: exporting %s into %s", why, checkpoint, repo)
     built = build_cpu_repository(checkpoint, repo)
     log.info("exported %s in %.1f s", built.artefact, built.seconds)

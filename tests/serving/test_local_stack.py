@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -148,6 +149,22 @@ def test_repository_is_built_once_and_rebuilt_when_the_checkpoint_is_newer(check
     later = onnx.stat().st_mtime + 10
     os.utime(weights, (later, later))
     assert ensure_cpu_repository(repo, checkpoint).stat().st_mtime_ns != first
+
+
+def test_repository_is_rebuilt_when_it_was_exported_from_another_checkpoint(checkpoint, tmp_path):
+    """Serving checkpoint B over a repository exported from A (newer than B's weights) exports B."""
+    repo = tmp_path / "repo"
+    onnx = ensure_cpu_repository(repo, checkpoint)
+    other = tmp_path / "other"
+    shutil.copytree(checkpoint, other)
+    earlier = onnx.stat().st_mtime - 10
+    os.utime(other / "model.safetensors", (earlier, earlier))
+    first = onnx.stat().st_mtime_ns
+    ensure_cpu_repository(repo, other)
+    info = json.loads((onnx.parent / "build_info.json").read_text())
+    assert onnx.stat().st_mtime_ns != first and info["checkpoint"] == str(other.resolve())
+    rebuilt = onnx.stat().st_mtime_ns
+    assert ensure_cpu_repository(repo, other).stat().st_mtime_ns == rebuilt
 
 
 def test_curl_example_is_ready_to_paste_and_names_the_key_by_variable():
