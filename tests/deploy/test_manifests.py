@@ -218,15 +218,69 @@ def test_triton_runs_every_model_with_gpu_and_ready_probes():
     assert "--model-control-mode=none" in kserve["args"]
 
 
+def _triton_listens_on() -> dict[str, int]:
+    """The ports tritonserver opens with the manifest's arguments (its defaults unless overridden)."""
+    ports = {"http": 8000, "grpc": 8001, "metrics": 8002}
+    for arg in _container("triton")["args"]:
+        if match := re.fullmatch(r"--(http|grpc|metrics)-port=(\d+)", arg):
+            ports[match[1]] = int(match[2])
+    return ports
+
+
+def test_triton_container_ports_are_the_ones_it_listens_on():
+    triton = _container("triton")
+    assert {p["name"]: p["containerPort"] for p in triton["ports"]} == _triton_listens_on()
+
+
 def test_only_the_gateway_reaches_triton():
     policy = _one("NetworkPolicy", "triton-from-gateway-only")["spec"]
     triton_labels = _one("Deployment", "triton")["spec"]["template"]["metadata"]["labels"]
     gateway_labels = _one("Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= triton_labels.items()
-    grpc_rule = next(r for r in policy["ingress"] if {"port": 8001, "protocol": "TCP"} in r["ports"])
+    listens = _triton_listens_on()
+    grpc_rule = next(
+        r for r in policy["ingress"] if {"port": listens["grpc"], "protocol": "TCP"} in r["ports"]
+    )
     assert [f["podSelector"]["matchLabels"] for f in grpc_rule["from"]] == [
         {k: gateway_labels[k] for k in grpc_rule["from"][0]["podSelector"]["matchLabels"]}
     ]
+    # The gateway may open Triton's HTTP and gRPC ports, Prometheus its metrics port: each rule
+    # opens exactly the ports Triton listens on for that client.
+    opened = {
+        "podSelector" if "podSelector" in rule["from"][0] else "namespaceSelector": {
+            p["port"] for p in rule["ports"]
+        }
+        for rule in policy["ingress"]
+    }
+    assert opened == {
+        "podSelector": {listens["http"], listens["grpc"]},
+        "namespaceSelector": {listens["metrics"]},
+    }
+
+
+def test_services_and_monitors_name_ports_that_exist():
+    docs = [d for _, d in _documents()]
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    services = [d for d in docs if d["kind"] == "Service"]
+    for service in services:
+        selector = service["spec"]["selector"].items()
+        pods = [d for d in deployments if selector <= d["spec"]["template"]["metadata"]["labels"].items()]
+        named = {
+            p["name"] for d in pods for c in d["spec"]["template"]["spec"]["containers"] for p in c["ports"]
+        }
+        for port in service["spec"]["ports"]:
+            if isinstance(port.get("targetPort"), str):
+                assert port["targetPort"] in named, (service["metadata"]["name"], port)
+    for monitor in (d for d in docs if d["kind"] == "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"].items()
+        scraped = [s for s in services if selector <= s["metadata"].get("labels", {}).items()]
+        assert scraped, monitor["metadata"]["name"]
+        for endpoint in monitor["spec"]["endpoints"]:
+            for service in scraped:
+                assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}, (
+                    monitor["metadata"]["name"],
+                    service["metadata"]["name"],
+                )
 
 
 def test_triton_autoscales_on_the_adapter_queue_metric():
