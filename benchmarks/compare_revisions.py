@@ -7,7 +7,10 @@ compare; this loads each revision's code (`git archive` into a temporary folder)
 process, keeps one lean-path app per revision (fixed-output backend, as benchmarks.gateway_cpu), and
 then measures them in alternating short rounds: the same bodies through each app, and decode_predict
 and preprocess on the example request. Reported per revision: the fastest round and the median of
-the per-round ratios against the first revision (only paired rounds compare).
+the per-round ratios against the first revision (only paired rounds compare). "refusal" is one
+/predict refused with 429 while every in-flight slot is taken (what most arrivals cost under
+overload), measured on a second app of the revision with its admission layer held full; "-" for a
+revision without admission control.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from strategist.paths import PROJECT_ROOT
 
 PACKAGES = ("server", "strategist", "benchmarks", "export")
-MEASURES = ("lean path ms/request", "decode_predict ms", "preprocess ms")
+MEASURES = ("lean path ms/request", "decode_predict ms", "preprocess ms", "refusal ms")
 
 
 def _export(revision: str, root: Path) -> Path:
@@ -64,12 +67,27 @@ def _load(folder: Path, n_payloads: int) -> dict[str, Any]:
     inputs = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL, contract.INPUT_CONTEXT)
     example = (folder / "examples" / "predict_request.json").read_bytes()
     bodies = [example, *payloads.race_payloads(n_payloads, services.WORK_DIR).encoded()]
-    app = main.create_app(
-        settings.GatewaySettings(request_decoder="fast", lean_routes=True),
-        backend=gateway_cpu.FixedBackend(inputs),
-    )
-    return {"gateway_cpu": gateway_cpu, "app": app, "bodies": bodies, "example": example,
-            "decode": decode, "preprocess": preprocess, "inputs": inputs}  # fmt: skip
+    def app() -> Any:
+        return main.create_app(
+            settings.GatewaySettings(request_decoder="fast", lean_routes=True),
+            backend=gateway_cpu.FixedBackend(inputs),
+        )
+
+    return {"gateway_cpu": gateway_cpu, "app": app(), "refusing_app": app(), "bodies": bodies,
+            "example": example, "decode": decode, "preprocess": preprocess, "inputs": inputs}  # fmt: skip
+
+
+def _hold_admission_full(app: Any) -> bool:
+    """Take every in-flight slot of the app's admission layer and allow no queue, so each prediction
+    request is refused at once. False when the revision has no admission layer."""
+    layer = app.middleware_stack
+    while layer is not None and type(layer).__name__ != "AdmissionMiddleware":
+        layer = getattr(layer, "app", None)
+    if layer is None:
+        return False
+    layer.in_flight = layer.max_in_flight
+    layer.max_queued = 0
+    return True
 
 
 async def _measure(variants: dict[str, dict[str, Any]], rounds: int) -> dict[str, dict[str, list[float]]]:
@@ -81,6 +99,11 @@ async def _measure(variants: dict[str, dict[str, Any]], rounds: int) -> dict[str
             for body in v["bodies"]:
                 assert await v["client"].post("/predict", body) == 200
         v["request"] = v["decode"](v["example"], "application/json")
+        await v["gateway_cpu"]._lifespan_started(v["refusing_app"])
+        v["refusing"] = v["gateway_cpu"].AsgiClient(v["refusing_app"])
+        await v["refusing"].post("/predict", v["example"])  # builds the middleware stack
+        v["refuses"] = _hold_admission_full(v["refusing_app"])
+        assert not v["refuses"] or await v["refusing"].post("/predict", v["example"]) == 429
     for _ in range(rounds):
         for name, v in variants.items():
             started = time.process_time()
@@ -95,6 +118,11 @@ async def _measure(variants: dict[str, dict[str, Any]], rounds: int) -> dict[str
             for _ in range(5):
                 v["preprocess"]([v["request"]], default_race_laps=57, input_names=v["inputs"])
             times[name][MEASURES[2]].append((time.process_time() - started) / 5 * 1e3)
+            if v["refuses"]:
+                started = time.process_time()
+                for _ in range(20):
+                    await v["refusing"].post("/predict", v["example"])
+                times[name][MEASURES[3]].append((time.process_time() - started) / 20 * 1e3)
     return times
 
 
@@ -124,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     for revision, measured in times.items():
         cells = []
         for m in MEASURES:
+            if not measured[m] or not reference[m]:
+                cells.append(f"{min(measured[m]):.3f}" if measured[m] else "-")
+                continue
             ratio = statistics.median(a / b for a, b in zip(measured[m], reference[m], strict=True))
             cells.append(f"{min(measured[m]):.3f} ({ratio:.3f}x)")
         print(f"| {revision} | " + " | ".join(cells) + " |")
