@@ -67,6 +67,7 @@ def _load(folder: Path, n_payloads: int) -> dict[str, Any]:
     inputs = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL, contract.INPUT_CONTEXT)
     example = (folder / "examples" / "predict_request.json").read_bytes()
     bodies = [example, *payloads.race_payloads(n_payloads, services.WORK_DIR).encoded()]
+
     def app() -> Any:
         return main.create_app(
             settings.GatewaySettings(request_decoder="fast", lean_routes=True),
@@ -92,14 +93,15 @@ def _hold_admission_full(app: Any) -> bool:
 
 async def _measure(variants: dict[str, dict[str, Any]], rounds: int) -> dict[str, dict[str, list[float]]]:
     times: dict[str, dict[str, list[float]]] = {name: {m: [] for m in MEASURES} for name in variants}
+    lifespans = []
     for v in variants.values():
-        await v["gateway_cpu"]._lifespan_started(v["app"])
+        lifespans.append(await v["gateway_cpu"]._lifespan_started(v["app"]))
         v["client"] = v["gateway_cpu"].AsgiClient(v["app"])
         for _ in range(3):  # warm-up; every body must be answered
             for body in v["bodies"]:
                 assert await v["client"].post("/predict", body) == 200
         v["request"] = v["decode"](v["example"], "application/json")
-        await v["gateway_cpu"]._lifespan_started(v["refusing_app"])
+        lifespans.append(await v["gateway_cpu"]._lifespan_started(v["refusing_app"]))
         v["refusing"] = v["gateway_cpu"].AsgiClient(v["refusing_app"])
         await v["refusing"].post("/predict", v["example"])  # builds the middleware stack
         v["refuses"] = _hold_admission_full(v["refusing_app"])
@@ -123,6 +125,9 @@ async def _measure(variants: dict[str, dict[str, Any]], rounds: int) -> dict[str
                 for _ in range(20):
                     await v["refusing"].post("/predict", v["example"])
                 times[name][MEASURES[3]].append((time.process_time() - started) / 20 * 1e3)
+    for inbox in lifespans:  # let each app's lifespan end (its backend closed) before the loop does
+        await inbox.put({"type": "lifespan.shutdown"})
+    await asyncio.sleep(0.1)
     return times
 
 
