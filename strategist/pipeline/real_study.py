@@ -199,14 +199,14 @@ def _load_predictions(path: Path) -> dict[str, Predictions]:
 
 def run_fold(plan: RealStudyPlan, dataset: Path, fold: dict[str, list[str]], out: Path) -> dict[str, Any]:
     """Train, calibrate and predict one fold; every forecaster's predictions on its test races."""
-    from strategist.data.dataset_format import load_arrays, subset_dataset
+    from strategist.data.dataset_format import is_dataset_dir, load_arrays, subset_dataset
     from strategist.evaluate.model_forecast import model_predictions
 
     out.mkdir(parents=True, exist_ok=True)
     dirs = {}
     for split in ("train", "val", "test"):
         dirs[split] = out / split
-        if not (dirs[split] / "manifest.json").is_file():
+        if not is_dataset_dir(dirs[split]):
             subset_dataset(dataset, fold[split], dirs[split])
     started = time.perf_counter()
     model, calibration = _train_model(plan, dirs["train"], dirs["val"], out / "run")
@@ -348,12 +348,12 @@ def run_study(plan: RealStudyPlan, out: Path, *, ship_to: Path | None = None) ->
     from tqdm import tqdm
 
     from strategist.data.dataset import build_dataset
-    from strategist.data.dataset_format import load_arrays, read_manifest, subset_dataset
+    from strategist.data.dataset_format import is_dataset_dir, load_arrays, read_manifest, subset_dataset
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     dataset = out / "dataset"
-    if not (dataset / "manifest.json").is_file():
+    if not is_dataset_dir(dataset):
         build_dataset([plan.data_dir], dataset, workers=2, progress=plan.train.progress)
     manifest = read_manifest(dataset)
     races = sorted(r["race"] for r in manifest["races"] if r["n"] > 0)
@@ -386,7 +386,7 @@ def run_study(plan: RealStudyPlan, out: Path, *, ship_to: Path | None = None) ->
     final = {"val": sorted(order[: plan.n_final_val]), "train": sorted(order[plan.n_final_val :])}
     final_dir = out / "final"
     for split in ("train", "val"):
-        if not (final_dir / split / "manifest.json").is_file():
+        if not is_dataset_dir(final_dir / split):
             subset_dataset(dataset, final[split], final_dir / split)
     _, final_calibration = _train_model(plan, final_dir / "train", final_dir / "val", final_dir / "run")
 
