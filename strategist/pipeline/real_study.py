@@ -40,6 +40,7 @@ from strategist.evaluate import metrics
 from strategist.evaluate.predictions import Arrays, Predictions
 from strategist.evaluate.report import format_value, markdown_table
 from strategist.paths import BASE_CHECKPOINT_DIR, f1_2023_dir
+from strategist.pipeline.reproduce import MODEL_CARD_FILE, SPLIT_FILE
 from strategist.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ TIMING_GBM = "timing gbm"
 PREDICTIONS_FILE = "predictions.npz"
 REPORT_JSON = "study.json"
 REPORT_MD = "study.md"
-SPLIT_FILE = "split.json"  # in the shipped checkpoint: its training and validation races
 
 # Targets of the real-race issue, on the pooled leave-races-out predictions.
 TARGET_CLEAN_MAE_RATIO = 0.90  # clean P50 MAE vs persistence, pooled (and <= 1.0 for every race)
@@ -139,12 +139,12 @@ def _train_model(
     """Train (unless out/best exists), calibrate on the validation set; (model, calibration report)."""
     from strategist.data.dataset_format import load_arrays
     from strategist.model import ModelConfig
-    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
+    from strategist.model.checkpoint import is_checkpoint_dir, load_checkpoint, save_checkpoint
     from strategist.train.calibrate import calibrate_model
     from strategist.train.loop import train
 
     best = out / "best"
-    if not (best / "config.json").is_file():
+    if not is_checkpoint_dir(best):
         if out.exists():  # an interrupted run: start the fold again
             shutil.rmtree(out)
         tcfg = dataclasses.replace(plan.train, init_from=str(plan.base), seed=plan.seed)
@@ -530,6 +530,6 @@ def ship(checkpoint: Path, dest: Path, summary: dict[str, Any], report: str) -> 
         "",
         report,
     ]
-    (dest / "model_card.md").write_text("\n".join(card))
+    (dest / MODEL_CARD_FILE).write_text("\n".join(card))
     # Which races the shipped weights saw: a later evaluation must stay off the training races.
     (dest / SPLIT_FILE).write_text(json.dumps({"train": final["train"], "val": final["val"]}, indent=1))
