@@ -25,6 +25,7 @@ from torch import nn
 from strategist import contract
 from strategist.errors import StackSizeError, StrategistError
 from strategist.model import ModelConfig, build_model
+from strategist.model.config import MODEL_TYPE
 from strategist.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 TRAINING_STATE_FILE = "training_state.pt"
 FORMAT_VERSION = 1
-MODEL_TYPE = "virtual_strategist"
 
 
 def code_revision() -> str | None:
