@@ -36,6 +36,22 @@ MODEL_CARD_FILE = "model_card.md"
 SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", SPLIT_FILE, MODEL_CARD_FILE)
 
 
+# `strategist reproduce` flag -> ReproducePlan field, for the sizes that have a flag of their own
+# (the command builds its plan with it, command() prints one with it).
+PLAN_FLAGS = {
+    "--era": "era",
+    "--test-circuits": "n_test_circuits",
+    "--train-races": "n_train_races",
+    "--val-races": "n_val_races",
+    "--test-races": "n_test_races",
+    "--cars": "n_cars",
+    "--laps": "n_laps",
+    "--epochs": "epochs",
+    "--train-minutes": "train_minutes",
+    "--gbm-estimators": "gbm_estimators",
+}
+
+
 @dataclass
 class ReproducePlan:
     """Sizes of one reproduce run. Defaults fit about 30-40 minutes on a 2-core CPU machine."""
@@ -80,19 +96,7 @@ class ReproducePlan:
         """The shell command that reruns this plan (only non-default sizes are spelled out)."""
         default = ReproducePlan()
         parts = ["strategist reproduce", f"--seed {self.seed}"]
-        flags = {
-            "era": "--era",
-            "n_test_circuits": "--test-circuits",
-            "n_train_races": "--train-races",
-            "n_val_races": "--val-races",
-            "n_test_races": "--test-races",
-            "n_cars": "--cars",
-            "n_laps": "--laps",
-            "epochs": "--epochs",
-            "train_minutes": "--train-minutes",
-            "gbm_estimators": "--gbm-estimators",
-        }
-        for name, flag in flags.items():
+        for flag, name in PLAN_FLAGS.items():
             value = getattr(self, name)
             if value != getattr(default, name):
                 parts.append(f"{flag} {value}")
