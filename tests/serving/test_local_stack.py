@@ -15,14 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from helpers.skips import skip_without_triton
-from helpers.tiny import TINY_OVERRIDES as TINY
+from helpers.tiny import save_tiny_checkpoint
 
 from server.settings import GatewaySettings
 from strategist.cli import main as cli_main
-from strategist.model import ModelConfig, build_model
-from strategist.model.checkpoint import save_checkpoint
 from strategist.paths import PROJECT_ROOT
 from strategist.serving import local_stack
 from strategist.serving.local_stack import (
@@ -39,9 +36,7 @@ EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(2)
-    cfg = ModelConfig(**TINY)
-    return save_checkpoint(build_model(cfg).eval(), cfg, tmp_path_factory.mktemp("ckpt") / "tiny", stats={})
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=2)[1]
 
 
 def _free_port() -> int:
