@@ -1,6 +1,6 @@
 """Export of a model that reads the timing context (three inputs): ONNX names and dynamic batch, parity
 with PyTorch, the mixed-precision pass, Triton configs and the Python-backend model, all driven by the
-checkpoint's ModelConfig.input_names. The two-input design is covered by tests/test_export.py."""
+checkpoint's ModelConfig.input_names. The two-input design is covered by tests/export/test_export.py."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ TINY = dict(
     head_hidden=16,
     stem_channels=(8, 16),
     dropout=0.0,
-    n_context=0,  # the two-input design; models with the timing context: tests/test_context_export.py
+    n_context=0,  # the two-input design; models with the timing context: tests/export/test_context_export.py
 )
 TWO_INPUTS = (contract.INPUT_TELEMETRY, contract.INPUT_TACTICAL)
 
