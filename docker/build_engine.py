@@ -31,10 +31,10 @@ from export.triton_config import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH
 from strategist import cli
 from strategist.contract import GPU_MODEL_NAME
 from strategist.errors import StrategistError
+from strategist.model.checkpoint import WEIGHTS_FILE
 from strategist.paths import MODEL_REPOSITORY_DIR, SERVED_CHECKPOINT_DIR
 
 VERSION = "1"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def configured_max_batch(config: Path) -> int:

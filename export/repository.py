@@ -58,8 +58,10 @@ class BuiltModel:
 
 def load_model_for_export(checkpoint_dir: Path | None):
     """(model in eval mode, ModelConfig, meta) from a checkpoint folder, with a clear error when absent."""
+    from strategist.model.checkpoint import is_checkpoint_dir, load_checkpoint
+
     checkpoint_dir = Path(checkpoint_dir or SERVED_CHECKPOINT_DIR)
-    if not (checkpoint_dir / "config.json").is_file():
+    if not is_checkpoint_dir(checkpoint_dir):
         hint = (
             " (the served checkpoint is missing: `strategist reproduce --experiment real` makes it)"
             if checkpoint_dir == SERVED_CHECKPOINT_DIR
@@ -68,8 +70,6 @@ def load_model_for_export(checkpoint_dir: Path | None):
         raise StrategistError(
             f"no checkpoint at {checkpoint_dir}{hint}: train one with `strategist train` or pass --checkpoint DIR"
         )
-    from strategist.model.checkpoint import load_checkpoint
-
     return load_checkpoint(checkpoint_dir)
 
 

@@ -90,6 +90,12 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 )
 N_CONTEXT = len(CONTEXT_FEATURES)
 
+# --- normalisation statistics ----------------------------------------------------------------
+# The dataset's statistics (strategist.data.dataset_format.compute_stats) become the model's input
+# normalisation buffers (strategist.model.layers.InputNormalizer). A standard deviation or scale
+# below STD_FLOOR marks a constant feature: it passes through centred, not divided by ~0.
+STD_FLOOR = 1e-6
+
 # --- outputs ---------------------------------------------------------------------------------
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 RISK_CLASSES: tuple[str, ...] = ("none", "traffic_loss", "overtaken")

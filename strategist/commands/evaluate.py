@@ -48,11 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="training dataset the baselines are fitted on (omit to skip them)",
     )
-    parser.add_argument("--title", default="Evaluation", help="report title")
+    # Options left unset take EvalRun's defaults (strategist/evaluate/runner.py).
+    parser.add_argument("--title", default=None, help="report title")
     parser.add_argument(
-        "--gbm-estimators", type=int, default=300, help="boosting rounds of the LightGBM baseline"
+        "--gbm-estimators", type=int, default=None, help="boosting rounds of the LightGBM baseline"
     )
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.set_defaults(func=run)
 
 
@@ -62,15 +63,14 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = dict(_checkpoint_arg(text) for text in args.checkpoint)
     if len(checkpoints) != len(args.checkpoint):
         raise StrategistError("two --checkpoint values share a display name; use NAME=DIR")
+    options = {"title": args.title, "gbm_estimators": args.gbm_estimators, "batch_size": args.batch_size}
     payload = run_evaluation(
         EvalRun(
             checkpoints=checkpoints,
             data=list(args.data),
             out=args.out,
             train=args.train,
-            title=args.title,
-            gbm_estimators=args.gbm_estimators,
-            batch_size=args.batch_size,
+            **{name: value for name, value in options.items() if value is not None},
         )
     )
     print((args.out / REPORT_FILE).read_text())

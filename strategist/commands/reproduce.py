@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from strategist.paths import BASE_CHECKPOINT_DIR, PROJECT_ROOT
-    from strategist.pipeline.reproduce import ReproducePlan, reproduce
+    from strategist.pipeline.reproduce import PLAN_FLAGS, ReproducePlan, reproduce
 
     if args.experiment == "real":
         return _run_real_study(args, args.base or BASE_CHECKPOINT_DIR)
@@ -95,21 +95,14 @@ def run(args: argparse.Namespace) -> int:
         return _run_experiment(args, args.base or BASE_CHECKPOINT_DIR)
     tcfg, model_cfg = _train_options(args.train_arg)
 
+    # Sizes left unset (--epochs, --train-minutes, --laps) keep the plan's defaults.
+    sizes = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in PLAN_FLAGS.items()}
     plan = ReproducePlan(
         seed=args.seed,
-        era=args.era,
-        n_test_circuits=args.test_circuits,
-        n_train_races=args.train_races,
-        n_val_races=args.val_races,
-        n_test_races=args.test_races,
-        n_cars=args.cars,
-        n_laps=args.laps,
-        epochs=args.epochs if args.epochs is not None else ReproducePlan.epochs,
-        train_minutes=args.train_minutes if args.train_minutes is not None else ReproducePlan.train_minutes,
-        gbm_estimators=args.gbm_estimators,
         circuits=args.circuits,
         train=tcfg,
         model=model_cfg,
+        **{name: value for name, value in sizes.items() if value is not None},
     )
     summary = reproduce(
         plan,

@@ -25,6 +25,7 @@ from strategist.contract import (
     N_LAP_CONTEXT,
     N_STEPS,
     RISK_CLASSES,
+    STD_FLOOR,
     TACTICAL_COLS,
     TACTICAL_ROWS,
 )
@@ -34,7 +35,6 @@ FORMAT_VERSION = 2  # 2: the timing context array
 MANIFEST_NAME = "manifest.json"
 STINT_HISTORY = 8  # stint_fc_laps width
 RISK_UNKNOWN = -1  # risk label of a sample whose next lap has no truth
-STD_FLOOR = 1e-6  # a constant channel would otherwise divide by zero in the model's normalisation
 
 # name -> (dtype, per-sample shape); "str" arrays are numpy unicode.
 ARRAY_SPECS: dict[str, tuple[str, tuple[int, ...]]] = {

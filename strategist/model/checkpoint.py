@@ -25,6 +25,7 @@ from torch import nn
 from strategist import contract
 from strategist.errors import StackSizeError, StrategistError
 from strategist.model import ModelConfig, build_model
+from strategist.model.config import MODEL_TYPE
 from strategist.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 TRAINING_STATE_FILE = "training_state.pt"
 FORMAT_VERSION = 1
-MODEL_TYPE = "virtual_strategist"
 
 
 def code_revision() -> str | None:
@@ -107,6 +107,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def is_checkpoint_dir(path: str | Path) -> bool:
+    """True when `path` holds a checkpoint (its config.json is there)."""
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The meta.json of a checkpoint folder (statistics, metrics, revision, extra); {} without one."""
+    meta_path = Path(path) / META_FILE
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
 def read_model_config(path: str | Path) -> ModelConfig:
     """The ModelConfig stored in a checkpoint folder (either implementation)."""
     folder = Path(path)
@@ -174,11 +185,9 @@ def load_checkpoint(
         ) from exc
     model.to(map_location).eval()
 
-    meta_path = folder / META_FILE
-    meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if not meta_path.is_file():
+    if not (folder / META_FILE).is_file():
         log.warning("%s: no %s (stats, metrics and revision unknown)", folder, META_FILE)
-    return model, cfg, meta
+    return model, cfg, read_meta(folder)
 
 
 def save_training_state(out_dir: str | Path, state: dict[str, Any]) -> Path:

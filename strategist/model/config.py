@@ -14,6 +14,7 @@ from strategist import contract
 from strategist.errors import StrategistError
 
 IMPLEMENTATIONS = ("torch", "hf")
+MODEL_TYPE = "virtual_strategist"  # config.json "model_type" of both implementations (transformers' key)
 RACING_HEAD_INPUTS = ("timing", "pooled")
 
 

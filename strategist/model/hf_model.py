@@ -24,7 +24,7 @@ from torch import nn
 from transformers import BertConfig, PretrainedConfig, PreTrainedModel
 from transformers.models.bert.modeling_bert import BertEncoder
 
-from strategist.model.config import ModelConfig
+from strategist.model.config import MODEL_TYPE, ModelConfig
 from strategist.model.core import StrategistForwardMixin, add_common_modules, zero_pace_heads
 from strategist.model.layers import InputNormalizer, TacticalEmbedding
 
@@ -39,7 +39,7 @@ class VirtualStrategistConfig(PretrainedConfig):
     normal init transformers applies to Linear/Conv weights in post_init().
     """
 
-    model_type = "virtual_strategist"
+    model_type = MODEL_TYPE
 
     def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
         for name in _FIELDS:

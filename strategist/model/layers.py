@@ -21,14 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from strategist.contract import STD_FLOOR
 from strategist.errors import StrategistError
 from strategist.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
-
-# A statistic's standard deviation below this is treated as "constant feature": the buffer gets 1.0
-# so the feature passes through centred but unscaled, instead of being blown up by 1/0.
-MIN_STD = 1e-6
 
 STAT_KEYS = (
     "telemetry_mean",
@@ -93,13 +90,13 @@ class InputNormalizer(nn.Module):
             if not torch.isfinite(value).all():
                 raise StrategistError(f"dataset stats field {key}: non-finite value {value.tolist()}")
             if key.endswith("_std"):
-                small = value < MIN_STD
+                small = value < STD_FLOOR
                 if small.any():
                     log.warning(
                         "stats %s: %d entr(y/ies) below %g set to 1.0 (constant feature)",
                         key,
                         int(small.sum()),
-                        MIN_STD,
+                        STD_FLOOR,
                     )
                     value = torch.where(small, torch.ones_like(value), value)
             buffer.copy_(value)

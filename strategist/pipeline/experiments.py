@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from strategist.errors import StrategistError
+from strategist.pipeline.reproduce import MODEL_CARD_FILE, SPLIT_FILE
 from strategist.train.config import ARCH_FIELDS, TrainConfig
 
 REAL_TRAIN = ("01_sakhir", "04_baku", "07_barcelona")
@@ -50,10 +51,11 @@ def _build(race_dirs: list[Path], out: Path) -> Path:
 
 
 def _train_arm(out: Path, train: Path, val: Path, tcfg: TrainConfig, arch: dict | None = None) -> Path:
+    from strategist.model.checkpoint import is_checkpoint_dir
     from strategist.pipeline.reproduce import train_step
     from strategist.train.loop import model_config
 
-    if not (out / "best" / "config.json").is_file():
+    if not is_checkpoint_dir(out / "best"):
         train_step(train, val, out, model_config(tcfg, arch), tcfg)
     return out / "best"
 
@@ -128,8 +130,8 @@ def era_transfer(
     """Fine-tune on ~10 % of a season of a new era; test on the base's held-out circuits in that era."""
     from strategist.sim import simulate_season
 
-    base_plan_path = plan.base / "model_card.md"
-    split_path = out / "split.json"
+    base_plan_path = plan.base / MODEL_CARD_FILE
+    split_path = out / SPLIT_FILE
     circuits = _base_split(plan.base)
     split_path.parent.mkdir(parents=True, exist_ok=True)
     split_path.write_text(json.dumps(circuits, indent=2))
@@ -171,7 +173,7 @@ def era_transfer(
 
 def _base_split(base: Path) -> dict[str, list[str]]:
     """The base's training / held-out circuits (split.json, written and shipped by `strategist reproduce`)."""
-    split_file = base / "split.json"
+    split_file = base / SPLIT_FILE
     if not split_file.is_file():
-        raise StrategistError(f"{base}: split.json missing (written by `strategist reproduce`)")
+        raise StrategistError(f"{base}: {SPLIT_FILE} missing (written by `strategist reproduce`)")
     return json.loads(split_file.read_text())

@@ -32,9 +32,10 @@ import numpy as np
 from strategist import contract
 from strategist.data.dataset_format import load_arrays, robust_centre_scale
 from strategist.paths import BASE_CHECKPOINT_DIR
-from strategist.pipeline.real_study import fold_plan, racing
+from strategist.pipeline.real_study import RealStudyPlan, fold_plan, racing
 
 QUANTILES = np.asarray(contract.QUANTILES)
+EPOCHS = 8  # of the small pace network (seconds per fold); folds and seed are the study's
 _SPECIAL = [
     contract.CONTEXT_FEATURES.index(f"L.{n}")
     for n in ("pit_in", "pit_out", "status_sc", "status_vsc", "status_red")
@@ -159,8 +160,8 @@ def _pinball(y: np.ndarray, q: np.ndarray) -> float:
 
 
 def run_ablation(
-    data: Path, out: Path, *, base: Path = BASE_CHECKPOINT_DIR, n_folds: int = 4, seed: int = 0,
-    epochs: int = 8, variants: Sequence[Variant] = VARIANTS,
+    data: Path, out: Path, *, base: Path = BASE_CHECKPOINT_DIR, n_folds: int = RealStudyPlan.n_folds,
+    seed: int = RealStudyPlan.seed, epochs: int = EPOCHS, variants: Sequence[Variant] = VARIANTS,
 ) -> dict[str, Any]:  # fmt: skip
     """Score every variant, persistence and the timing-only GBM; writes ablation.json / .md."""
     import lightgbm as lgb
@@ -254,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--base", type=Path, default=BASE_CHECKPOINT_DIR)
-    parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--folds", type=int, default=RealStudyPlan.n_folds)
+    parser.add_argument("--seed", type=int, default=RealStudyPlan.seed)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args(argv)
     run_ablation(args.data, args.out, base=args.base, n_folds=args.folds, seed=args.seed, epochs=args.epochs)
     print((args.out / "ablation.md").read_text())

@@ -40,6 +40,7 @@ from strategist.evaluate import metrics
 from strategist.evaluate.predictions import Arrays, Predictions
 from strategist.evaluate.report import format_value, markdown_table
 from strategist.paths import BASE_CHECKPOINT_DIR, f1_2023_dir
+from strategist.pipeline.reproduce import MODEL_CARD_FILE, SPLIT_FILE
 from strategist.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ TIMING_GBM = "timing gbm"
 PREDICTIONS_FILE = "predictions.npz"
 REPORT_JSON = "study.json"
 REPORT_MD = "study.md"
-SPLIT_FILE = "split.json"  # in the shipped checkpoint: its training and validation races
 
 # Targets of the real-race issue, on the pooled leave-races-out predictions.
 TARGET_CLEAN_MAE_RATIO = 0.90  # clean P50 MAE vs persistence, pooled (and <= 1.0 for every race)
@@ -139,12 +139,12 @@ def _train_model(
     """Train (unless out/best exists), calibrate on the validation set; (model, calibration report)."""
     from strategist.data.dataset_format import load_arrays
     from strategist.model import ModelConfig
-    from strategist.model.checkpoint import load_checkpoint, save_checkpoint
+    from strategist.model.checkpoint import is_checkpoint_dir, load_checkpoint, save_checkpoint
     from strategist.train.calibrate import calibrate_model
     from strategist.train.loop import train
 
     best = out / "best"
-    if not (best / "config.json").is_file():
+    if not is_checkpoint_dir(best):
         if out.exists():  # an interrupted run: start the fold again
             shutil.rmtree(out)
         tcfg = dataclasses.replace(plan.train, init_from=str(plan.base), seed=plan.seed)
@@ -199,14 +199,14 @@ def _load_predictions(path: Path) -> dict[str, Predictions]:
 
 def run_fold(plan: RealStudyPlan, dataset: Path, fold: dict[str, list[str]], out: Path) -> dict[str, Any]:
     """Train, calibrate and predict one fold; every forecaster's predictions on its test races."""
-    from strategist.data.dataset_format import load_arrays, subset_dataset
+    from strategist.data.dataset_format import is_dataset_dir, load_arrays, subset_dataset
     from strategist.evaluate.model_forecast import model_predictions
 
     out.mkdir(parents=True, exist_ok=True)
     dirs = {}
     for split in ("train", "val", "test"):
         dirs[split] = out / split
-        if not (dirs[split] / "manifest.json").is_file():
+        if not is_dataset_dir(dirs[split]):
             subset_dataset(dataset, fold[split], dirs[split])
     started = time.perf_counter()
     model, calibration = _train_model(plan, dirs["train"], dirs["val"], out / "run")
@@ -348,12 +348,12 @@ def run_study(plan: RealStudyPlan, out: Path, *, ship_to: Path | None = None) ->
     from tqdm import tqdm
 
     from strategist.data.dataset import build_dataset
-    from strategist.data.dataset_format import load_arrays, read_manifest, subset_dataset
+    from strategist.data.dataset_format import is_dataset_dir, load_arrays, read_manifest, subset_dataset
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     dataset = out / "dataset"
-    if not (dataset / "manifest.json").is_file():
+    if not is_dataset_dir(dataset):
         build_dataset([plan.data_dir], dataset, workers=2, progress=plan.train.progress)
     manifest = read_manifest(dataset)
     races = sorted(r["race"] for r in manifest["races"] if r["n"] > 0)
@@ -386,7 +386,7 @@ def run_study(plan: RealStudyPlan, out: Path, *, ship_to: Path | None = None) ->
     final = {"val": sorted(order[: plan.n_final_val]), "train": sorted(order[plan.n_final_val :])}
     final_dir = out / "final"
     for split in ("train", "val"):
-        if not (final_dir / split / "manifest.json").is_file():
+        if not is_dataset_dir(final_dir / split):
             subset_dataset(dataset, final[split], final_dir / split)
     _, final_calibration = _train_model(plan, final_dir / "train", final_dir / "val", final_dir / "run")
 
@@ -530,6 +530,6 @@ def ship(checkpoint: Path, dest: Path, summary: dict[str, Any], report: str) -> 
         "",
         report,
     ]
-    (dest / "model_card.md").write_text("\n".join(card))
+    (dest / MODEL_CARD_FILE).write_text("\n".join(card))
     # Which races the shipped weights saw: a later evaluation must stay off the training races.
     (dest / SPLIT_FILE).write_text(json.dumps({"train": final["train"], "val": final["val"]}, indent=1))

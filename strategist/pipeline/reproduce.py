@@ -29,7 +29,27 @@ if TYPE_CHECKING:
     from strategist.model.config import ModelConfig
 
 MODEL_NAME = "VirtualStrategist-Base"
-SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", "split.json", "model_card.md")
+# A shipped checkpoint (strategist/assets/*) holds, next to the checkpoint's own files, the split it
+# was trained on and its model card.
+SPLIT_FILE = "split.json"
+MODEL_CARD_FILE = "model_card.md"
+SHIPPED_FILES = ("model.safetensors", "config.json", "meta.json", SPLIT_FILE, MODEL_CARD_FILE)
+
+
+# `strategist reproduce` flag -> ReproducePlan field, for the sizes that have a flag of their own
+# (the command builds its plan with it, command() prints one with it).
+PLAN_FLAGS = {
+    "--era": "era",
+    "--test-circuits": "n_test_circuits",
+    "--train-races": "n_train_races",
+    "--val-races": "n_val_races",
+    "--test-races": "n_test_races",
+    "--cars": "n_cars",
+    "--laps": "n_laps",
+    "--epochs": "epochs",
+    "--train-minutes": "train_minutes",
+    "--gbm-estimators": "gbm_estimators",
+}
 
 
 @dataclass
@@ -76,19 +96,7 @@ class ReproducePlan:
         """The shell command that reruns this plan (only non-default sizes are spelled out)."""
         default = ReproducePlan()
         parts = ["strategist reproduce", f"--seed {self.seed}"]
-        flags = {
-            "era": "--era",
-            "n_test_circuits": "--test-circuits",
-            "n_train_races": "--train-races",
-            "n_val_races": "--val-races",
-            "n_test_races": "--test-races",
-            "n_cars": "--cars",
-            "n_laps": "--laps",
-            "epochs": "--epochs",
-            "train_minutes": "--train-minutes",
-            "gbm_estimators": "--gbm-estimators",
-        }
-        for name, flag in flags.items():
+        for flag, name in PLAN_FLAGS.items():
             value = getattr(self, name)
             if value != getattr(default, name):
                 parts.append(f"{flag} {value}")
@@ -187,8 +195,10 @@ def _train(plan: ReproducePlan, train: Path, val: Path, out: Path) -> Path:
     if not _done(out):
         train_step(train, val, out, plan.model, plan.train_config())
         _mark_done(out)
+    from strategist.model.checkpoint import is_checkpoint_dir
+
     best = out / "best"
-    if not (best / "config.json").is_file():
+    if not is_checkpoint_dir(best):
         raise StrategistError(f"{out}: training finished without a best checkpoint ({best})")
     return best
 
@@ -235,8 +245,10 @@ def write_model_card(
     epochs_run: int | None,
 ) -> None:
     """model_card.md: what the model is, what it was trained and evaluated on, how to rebuild it."""
+    from strategist.model.checkpoint import read_model_config
+
     n_params = meta.get("n_parameters")
-    config = json.loads((path.parent / "config.json").read_text())
+    config = read_model_config(path.parent)
     lines = [
         f"# {MODEL_NAME}",
         "",
@@ -253,8 +265,8 @@ def write_model_card(
         "",
         "## Model",
         "",
-        f"- Spatio-Temporal Interaction Transformer, d_model {config.get('d_model')}, {config.get('n_layers')} "
-        f"layers, {config.get('n_heads')} heads, {n_params:,} parameters"
+        f"- Spatio-Temporal Interaction Transformer, d_model {config.d_model}, {config.n_layers} "
+        f"layers, {config.n_heads} heads, {n_params:,} parameters"
         if n_params
         else "- Spatio-Temporal Interaction Transformer",
         f"- training: {epochs_run if epochs_run is not None else '?'} epoch(s) run of {plan.epochs} planned, "
@@ -312,6 +324,7 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
     """Run every step of the plan into `out`; returns a summary (paths, sizes, timings, targets)."""
     from strategist.evaluate.runner import CORRIDOR_PNG, RELIABILITY_PNG, REPORT_FILE, EvalRun, run_evaluation
     from strategist.evaluate.scoring import check_targets
+    from strategist.model.checkpoint import read_meta
     from strategist.sim.tracks import default_calendar
 
     out.mkdir(parents=True, exist_ok=True)
@@ -372,13 +385,13 @@ def reproduce(plan: ReproducePlan, out: Path, *, ship_to: Path | None, images_to
         ),
     )
 
-    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta = read_meta(checkpoint)
     # Which circuits the base has seen: fine-tuning experiments test on the others.
-    (checkpoint / "split.json").write_text(json.dumps(dataclasses.asdict(split), indent=2) + "\n")
+    (checkpoint / SPLIT_FILE).write_text(json.dumps(dataclasses.asdict(split), indent=2) + "\n")
     sizes = {f"{name}_races": len(ids) for name, ids in race_ids.items()}
     sizes |= {f"{name}_samples": _count_samples(path) for name, path in datasets.items()}
     write_model_card(
-        checkpoint / "model_card.md",
+        checkpoint / MODEL_CARD_FILE,
         plan=plan,
         split=split,
         sizes=sizes,

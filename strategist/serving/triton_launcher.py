@@ -55,6 +55,8 @@ class TritonLaunchError(StrategistError):
 
 
 def _pytriton_package_dir() -> Path:
+    """Where the nvidia-pytriton wheel is installed, found without importing it: only its bundled
+    tritonserver binary is used, and importing the package loads its whole client stack."""
     import importlib.util
 
     spec = importlib.util.find_spec("pytriton")

@@ -40,6 +40,7 @@ from strategist.errors import StrategistError
 from strategist.model import ModelConfig, build_model, count_parameters
 from strategist.model.checkpoint import (
     TRAINING_STATE_FILE,
+    is_checkpoint_dir,
     load_checkpoint,
     load_training_state,
     read_model_config,
@@ -234,7 +235,7 @@ def _build(
     """The model to train and, on --resume, the saved training state."""
     if tcfg.resume:
         last = _snapshot_dir(out_dir) or out_dir / LAST_DIR
-        if not (last / "config.json").is_file():
+        if not is_checkpoint_dir(last):
             raise StrategistError(f"--resume: no checkpoint to resume in {last}")
         model, cfg, _ = load_checkpoint(last, n_lap_context=model_cfg.n_lap_context)
         log.info("resuming %s (architecture from its config.json)", last)

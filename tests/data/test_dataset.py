@@ -12,7 +12,7 @@ from helpers.race_folder import write_synthetic_race
 from strategist import contract
 from strategist.cli import main
 from strategist.data.dataset import BuildConfig, build_dataset, expand_race_dirs, race_samples
-from strategist.data.dataset_format import ARRAY_SPECS, load_arrays
+from strategist.data.dataset_format import ARRAY_SPECS, load_arrays, manifest_path
 from strategist.data.engine import align_raw_lap, build_model_inputs
 from strategist.data.fastf1_reader import read_race
 from strategist.errors import DataError
@@ -132,7 +132,7 @@ def test_bad_race_arguments(tmp_path):
         expand_race_dirs([tmp_path / "empty"])
     with pytest.raises(DataError, match="no manifest.json"):
         load_arrays(tmp_path / "empty")
-    (tmp_path / "empty" / "manifest.json").write_text(json.dumps({"format_version": 99}))
+    manifest_path(tmp_path / "empty").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(DataError, match="format_version 99"):
         load_arrays(tmp_path / "empty")
 

@@ -8,6 +8,7 @@ import pytest
 from helpers.eval_data import synthetic_arrays, write_dataset
 
 from strategist.cli import main
+from strategist.data.dataset_format import read_manifest
 from strategist.errors import DataError
 from strategist.evaluate.datasets import check_no_race_leak
 
@@ -32,7 +33,7 @@ def tiny_run(tmp_path_factory):
     test["race"] = test["race"].astype("<U16")
     test["race"][:] = "held_out_race"
     test_dir = write_dataset(test, root / "test")
-    stats = json.loads((train / "manifest.json").read_text())["stats"]
+    stats = read_manifest(train)["stats"]
     ckpt = _tiny_checkpoint(root / "ckpt", stats)
     return root, train, test_dir, ckpt
 

@@ -22,6 +22,7 @@ from export.onnx_export import export_onnx
 from helpers.context_models import context_model
 from helpers.gateway import API_KEY, AUTH
 from helpers.tiny import TINY_OVERRIDES
+from strategist.contract import CPU_MODEL_NAME
 from strategist.data.context import driver_lap_timings
 from strategist.data.fastf1_reader import Race, read_race
 from strategist.model import ModelConfig, build_model
@@ -43,7 +44,7 @@ def tiny_onnx(folder: Path, *, context: bool = False) -> Path:
     """A tiny two-input model (or a three-input one reading the timing context) exported to ONNX."""
     torch.manual_seed(0)
     model = context_model(0) if context else build_model(ModelConfig(**TINY_OVERRIDES)).eval()
-    return export_onnx(model, folder / "virtual_strategist_cpu" / "1" / "model.onnx")
+    return export_onnx(model, folder / CPU_MODEL_NAME / "1" / "model.onnx")
 
 
 def feed_laps(race: Race, max_lap: int) -> list[dict[str, Any]]:

@@ -3,13 +3,16 @@
 from helpers.tiny import tiny_config, example_inputs, example_stats
 model = build_model(tiny_config()); model.set_stats(example_stats())
 outputs = model(*example_inputs(batch=4))
+model, folder = save_tiny_checkpoint(tmp_path / "tiny", seed=1)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from strategist import contract
 from strategist.model.config import ModelConfig
@@ -33,6 +36,18 @@ TINY_CONTEXT: dict[str, Any] = dict(n_context=contract.N_CONTEXT, context_hidden
 def tiny_config(**changes: Any) -> ModelConfig:
     """ModelConfig with TINY_OVERRIDES, then `changes` (e.g. impl="hf", n_lap_context=3)."""
     return ModelConfig(**{**TINY_OVERRIDES, **changes})
+
+
+def save_tiny_checkpoint(folder: Path, *, seed: int = 0) -> tuple[nn.Module, Path]:
+    """(model in eval mode, checkpoint folder) of a freshly initialised tiny model (torch seed
+    `seed`, no dataset statistics: the normaliser's 0 / 1 defaults)."""
+    from strategist.model import build_model
+    from strategist.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    cfg = tiny_config()
+    model = build_model(cfg).eval()
+    return model, save_checkpoint(model, cfg, folder, stats={})
 
 
 def example_inputs(

@@ -85,3 +85,32 @@ def test_the_packaged_base_checkpoint_holds_exactly_the_shipped_files():
     from strategist.paths import BASE_CHECKPOINT_DIR
 
     assert sorted(p.name for p in BASE_CHECKPOINT_DIR.iterdir()) == sorted(SHIPPED_FILES)
+
+
+def test_the_printed_command_rebuilds_the_plan(monkeypatch, tmp_path):
+    import shlex
+
+    from strategist.cli import main
+    from strategist.pipeline import reproduce as pipeline
+
+    plans = []
+    monkeypatch.setattr(
+        pipeline,
+        "reproduce",
+        lambda plan, out, **kw: plans.append(plan) or {"targets": [], "shipped_to": None},
+    )
+    plan = ReproducePlan(
+        seed=3,
+        era="2022",
+        n_cars=8,
+        n_laps=12,
+        epochs=2,
+        train_minutes=5.0,
+        circuits=["Synthetic-1", "Synthetic-2"],
+        train=TrainConfig(progress=False, lr=1e-3),
+        model=TINY_MODEL,
+    )
+    argv = shlex.split(plan.command())[1:] + ["--out", str(tmp_path), "--no-ship"]
+    assert main(argv) == 0 and main(["reproduce", "--out", str(tmp_path), "--no-ship"]) == 0
+    assert plans[0] == plan
+    assert plans[1] == ReproducePlan(model=plans[1].model)  # no flags: the plan's defaults

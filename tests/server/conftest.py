@@ -12,6 +12,7 @@ from helpers.tiny import TINY_OVERRIDES
 
 from export.onnx_export import export_onnx
 from server.main import create_app
+from strategist.contract import CPU_MODEL_NAME
 from strategist.model import ModelConfig, build_model
 
 
@@ -19,9 +20,7 @@ from strategist.model import ModelConfig, build_model
 def tiny_model(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY_OVERRIDES)).eval()
-    onnx_path = export_onnx(
-        model, tmp_path_factory.mktemp("repo") / "virtual_strategist_cpu" / "1" / "model.onnx"
-    )
+    onnx_path = export_onnx(model, tmp_path_factory.mktemp("repo") / CPU_MODEL_NAME / "1" / "model.onnx")
     return model, onnx_path
 
 

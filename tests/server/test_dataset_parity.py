@@ -1,6 +1,6 @@
 """One code path with training: the stack the gateway builds from a request's raw telemetry (and the
 timing context from its per-lap timing) is what the dataset builder (strategist.data.dataset.race_samples)
-stores for the same car and lap. Real races and served three-input models: tests/test_gateway_timing_real.py."""
+stores for the same car and lap. Real races and served three-input models: tests/server/test_gateway_timing_real.py."""
 
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ def test_no_counterfactual_sends_one_row_and_answers_without_clean_air(tiny_mode
             rows.append(int(inputs[contract.INPUT_TELEMETRY].shape[0]))
             return await super().infer(inputs)
 
-    backend = Recording(tiny_model[1], "virtual_strategist_cpu")
+    backend = Recording(tiny_model[1], contract.CPU_MODEL_NAME)
     with TestClient(create_app(settings_for(tiny_model[1]), backend=backend)) as c:
         body = simulated_request(9)
         both = c.post("/predict", json=body, headers=AUTH).json()

@@ -58,7 +58,7 @@ def test_predict_matches_pytorch_on_the_same_stack(client, tiny_model):
         body["pace"]["fuel_corrected"]["p50_s"] - body["clean_air"]["pace"]["fuel_corrected"]["p50_s"]
     )
     assert body["next_lap"] == 21 and body["car"] == "SIM1"
-    assert body["model"] == {"name": "virtual_strategist_cpu", "version": "1", "backend": "onnxruntime"}
+    assert body["model"] == {"name": contract.CPU_MODEL_NAME, "version": "1", "backend": "onnxruntime"}
     assert response.headers["x-request-id"] == body["request_id"]
     assert set(body["timing"]) == {"preprocess_ms", "predict_ms", "postprocess_ms"}
 
@@ -107,7 +107,7 @@ class CountingBackend:
 
 
 def test_batch_is_one_backend_call_and_matches_single_answers(tiny_model):
-    backend = CountingBackend(OnnxRuntimeBackend(tiny_model[1], "virtual_strategist_cpu"))
+    backend = CountingBackend(OnnxRuntimeBackend(tiny_model[1], contract.CPU_MODEL_NAME))
     requests = [simulated_request(seed) for seed in (4, 5, 6)]
     with TestClient(create_app(settings_for(tiny_model[1]), backend=backend)) as c:
         batch = c.post("/predict/batch", json={"cars": requests}, headers=AUTH)
@@ -237,7 +237,7 @@ def test_api_key_guards_predictions_only(client):
     assert client.get("/readyz").json() == {
         "ready": True,
         "backend": "onnxruntime",
-        "model": "virtual_strategist_cpu",
+        "model": contract.CPU_MODEL_NAME,
     }
 
 
@@ -248,7 +248,7 @@ def test_no_key_configured_means_open(tiny_model):
 
 def test_backend_past_the_deadline_is_a_quick_503(tiny_model):
     backend = CountingBackend(
-        OnnxRuntimeBackend(tiny_model[1], "virtual_strategist_cpu", timeout_s=0.2), delay_s=5.0
+        OnnxRuntimeBackend(tiny_model[1], contract.CPU_MODEL_NAME, timeout_s=0.2), delay_s=5.0
     )
 
     class Deadline(CountingBackend):

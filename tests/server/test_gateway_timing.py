@@ -85,7 +85,7 @@ def assert_answer(body: dict, expected: tuple[np.ndarray, ...], row: int = 0) ->
 def context_served(tmp_path_factory):
     model, checkpoint = context_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=5)
     onnx_path = export_onnx(
-        model, tmp_path_factory.mktemp("repo") / "virtual_strategist_cpu" / "1" / "model.onnx"
+        model, tmp_path_factory.mktemp("repo") / contract.CPU_MODEL_NAME / "1" / "model.onnx"
     )
     return model, checkpoint, onnx_path
 
@@ -251,7 +251,7 @@ def test_binary_timing_is_validated_like_json(client):
 def test_two_input_model_accepts_and_ignores_the_timing(tmp_path):
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY)).eval()
-    onnx_path = export_onnx(model, tmp_path / "virtual_strategist_cpu" / "1" / "model.onnx")
+    onnx_path = export_onnx(model, tmp_path / contract.CPU_MODEL_NAME / "1" / "model.onnx")
     with TestClient(create_app(settings_for(onnx_path))) as c:
         plain = simulated_request(11)
         timed = timed_request(11)

@@ -11,11 +11,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from helpers.gateway import corridor, engine_inputs, simulated_request, torch_outputs
 from helpers.skips import skip_without_triton
-from helpers.tiny import TINY_OVERRIDES as TINY
+from helpers.tiny import save_tiny_checkpoint
 
 from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings
@@ -30,8 +29,6 @@ from strategist.data.fastf1_reader import read_race
 from strategist.data.labels import label_table
 from strategist.data.stack import choose_stack_laps
 from strategist.data.tactical import tactical_tensor
-from strategist.model import ModelConfig, build_model
-from strategist.model.checkpoint import save_checkpoint
 from strategist.serving.race_requests import drivers_with_stack, request_from_race
 from strategist.serving.triton_launcher import LocalTriton
 
@@ -43,11 +40,7 @@ MAX_BATCH = 16  # model rows; the gateway may send 8 cars (x2 for clean air)
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)
-    cfg = ModelConfig(**TINY)
-    model = build_model(cfg).eval()
-    folder = save_checkpoint(model, cfg, tmp_path_factory.mktemp("ckpt") / "tiny", stats={})
-    return model, folder
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=1)
 
 
 @pytest.fixture(scope="module")

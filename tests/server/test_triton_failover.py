@@ -10,26 +10,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import torch
 from helpers.gateway import simulated_request
 from helpers.skips import skip_without_triton
-from helpers.tiny import TINY_OVERRIDES as TINY
+from helpers.tiny import save_tiny_checkpoint
 
 from benchmarks.failover import run_failover
 from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings
-from strategist.model import ModelConfig, build_model
-from strategist.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
     skip_without_triton()
-    torch.manual_seed(3)
-    cfg = ModelConfig(**TINY)
-    checkpoint = save_checkpoint(
-        build_model(cfg).eval(), cfg, tmp_path_factory.mktemp("ckpt") / "tiny", stats={}
-    )
+    _, checkpoint = save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=3)
     repo = tmp_path_factory.mktemp("model_repository")
     build_cpu_repository(checkpoint, repo, settings=ServingSettings(max_batch_size=8, cpu_intra_op_threads=1))
     return repo

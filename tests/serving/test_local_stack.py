@@ -16,14 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from helpers.skips import skip_without_triton
-from helpers.tiny import TINY_OVERRIDES as TINY
+from helpers.tiny import save_tiny_checkpoint
 
 from server.settings import GatewaySettings
 from strategist.cli import main as cli_main
-from strategist.model import ModelConfig, build_model
-from strategist.model.checkpoint import save_checkpoint
+from strategist.contract import CPU_MODEL_NAME
 from strategist.paths import PROJECT_ROOT
 from strategist.serving import local_stack
 from strategist.serving.local_stack import (
@@ -40,9 +38,7 @@ EXAMPLE = PROJECT_ROOT / "examples" / "predict_request.json"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(2)
-    cfg = ModelConfig(**TINY)
-    return save_checkpoint(build_model(cfg).eval(), cfg, tmp_path_factory.mktemp("ckpt") / "tiny", stats={})
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=2)[1]
 
 
 def _free_port() -> int:
@@ -95,7 +91,7 @@ def test_serve_builds_starts_answers_and_stops_on_ctrl_c(checkpoint, tmp_path):
         assert f"Virtual Strategist serving on http://127.0.0.1:{port} (backend: triton" in output
         assert f"--data @{EXAMPLE}" in output and 'Authorization: Bearer $STRATEGIST_API_KEY"' in output
         assert "serve-key" not in output  # the key itself is never printed
-        assert (tmp_path / "repo" / "virtual_strategist_cpu" / "1" / "model.onnx").exists()
+        assert (tmp_path / "repo" / CPU_MODEL_NAME / "1" / "model.onnx").exists()
 
         url = f"http://127.0.0.1:{port}"
         payload = json.loads(EXAMPLE.read_text())
@@ -130,7 +126,7 @@ def test_auto_backend_falls_back_to_onnxruntime_when_triton_cannot_start(monkeyp
     with caplog.at_level(logging.WARNING, logger="strategist.serve"):
         settings, triton = start_backend(options)
     assert triton is None and settings.backend == "onnxruntime"
-    assert settings.onnx_file() == tmp_path / "virtual_strategist_cpu" / "1" / "model.onnx"
+    assert settings.onnx_file() == tmp_path / CPU_MODEL_NAME / "1" / "model.onnx"
     assert (
         "falling back to the in-process ONNX Runtime backend" in caplog.text and "glibc 2.31" in caplog.text
     )

@@ -26,14 +26,6 @@ FAST = dict(batch_size=64, progress=False, seed=0, warmup_frac=0.0)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("data")
-    return write_synthetic_dataset(root / "train", 384, seed=0), write_synthetic_dataset(
-        root / "val", 128, seed=1
-    )
-
-
 def read_metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 

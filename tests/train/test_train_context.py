@@ -4,13 +4,11 @@ and the heads' learning-rate scale."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from helpers.tiny import TINY_CONTEXT, TINY_OVERRIDES
-from helpers.training_data import make_synthetic_arrays, write_synthetic_dataset
+from helpers.training_data import make_synthetic_arrays
 
 from strategist import contract
 from strategist.data.dataset_format import write_dataset
@@ -24,14 +22,6 @@ FAST = dict(batch_size=64, progress=False, seed=0, warmup_frac=0.0)
 CONTEXT_MODEL = ModelConfig(**{**TINY_OVERRIDES, **TINY_CONTEXT})
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("data")
-    return write_synthetic_dataset(root / "train", 384, seed=0), write_synthetic_dataset(
-        root / "val", 128, seed=1
-    )
 
 
 def test_a_context_model_learns(datasets, tmp_path):

@@ -6,7 +6,7 @@ const sessionId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split
 const api = `/live/sessions/${encodeURIComponent(sessionId)}`;
 const view = { cars: new Map(), info: null, selected: null };
 
-// Number formats: tests/live compares what the page shows with the API through the same rules.
+// Number formats: tests/server/live compares what the page shows with the API through the same rules.
 const fmt = {
   time: (t) => (t === null || t === undefined ? "–" : t.toFixed(3)),
   pct: (p) => (p === null || p === undefined ? "–" : (100 * p).toFixed(1) + "%"),
