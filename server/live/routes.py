@@ -104,6 +104,7 @@ async def post_lap(session_id: str, request: Request, live: LiveDep) -> Response
     try:
         post = LivePost.model_validate_json(body)
     except ValidationError as exc:
+        await live.count_refused(session_id)
         raise _lap_errors(body, exc) from None
     accepted = await live.ingest(session_id, post, str(request.state.request_id))
     return Response(accepted.model_dump_json(), media_type="application/json")

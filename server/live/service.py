@@ -191,6 +191,15 @@ class LiveService:
             row=self.car_row(session, post.car),
         )
 
+    async def count_refused(self, session_id: str) -> None:
+        """Count a lap the schema refused before it reached the session (only for a session that
+        exists: an unknown id makes no metric series)."""
+        try:
+            await self.session(session_id)
+        except SessionNotFound:
+            return
+        self.metrics.rejected.labels(session=session_id).inc()
+
     async def _take(self, session: LiveSession, post: LivePost) -> bool:
         """Store the lap unless it is in already; True for a repeat of a stored lap."""
         sid = session.info.session_id

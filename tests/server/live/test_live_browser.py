@@ -1,6 +1,7 @@
 """The race view in a real browser (headless Debian Chromium through selenium + chromium-driver): the
-page is open while five laps of a real race are replayed into the gateway; it follows the stream until
-the whole field shows lap 5, and every row and number it shows equals the API's field state.
+page is open while five laps of a real race are replayed into the gateway; every car's row is seen
+changing lap while the replay runs, the page follows the stream until the whole field shows lap 5,
+and every row and number it shows equals the API's field state.
 
 STRATEGIST_LIVE_SCREENSHOT=path keeps a screenshot (docs/img/live.png is made this way)."""
 
@@ -24,6 +25,9 @@ from strategist.serving.race_requests import session_body
 
 pytestmark = pytest.mark.slow
 LAPS = 5
+SPEED = 50  # laps 1-5 of Sakhir then take about 8 s: long enough to watch every row change
+SHOWN_LAPS = """return [...document.querySelectorAll('#field tbody tr')].map(
+  (tr) => [tr.dataset.car, tr.querySelector('[data-k=last_lap]').textContent])"""
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
     "--headless",
@@ -90,7 +94,9 @@ def test_the_race_view_follows_a_replay_and_shows_the_apis_numbers(real_races_di
     gateway.start()
     try:
         auth = {"Authorization": f"Bearer {API_KEY}"}
-        body = session_body(read_race(race_dir))  # what the replay opens, so it joins this session
+        race = read_race(race_dir)
+        field = set(race.laps.loc[race.laps["LapNumber"] == LAPS, "Driver"])  # the cars that ran lap 5
+        body = session_body(race)  # what the replay opens, so it joins this session
         assert httpx.post(f"{gateway.url}/live/sessions", json=body, headers=auth).status_code == 201
         browser.get(f"{gateway.url}/live/{RACE}")
         deadline = time.monotonic() + 30
@@ -100,13 +106,32 @@ def test_the_race_view_follows_a_replay_and_shows_the_apis_numbers(real_races_di
         assert browser.find_elements(By.CSS_SELECTOR, "#field tbody tr") == []  # nothing raced yet
 
         command = [sys.executable, "-m", "strategist.cli", "replay", "--race", str(race_dir), "--url"]
-        command += [gateway.url, "--laps", str(LAPS), "--speed", "0", "--no-progress", "--api-key", API_KEY]
-        done = subprocess.run(
-            command, cwd=PROJECT_ROOT, env=gateway.env, capture_output=True, text=True, timeout=600
+        command += [gateway.url, "--laps", str(LAPS), "--speed", str(SPEED), "--no-progress"]
+        replay = subprocess.Popen(
+            [*command, "--api-key", API_KEY],
+            cwd=PROJECT_ROOT,
+            env=gateway.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-        assert done.returncode == 0, done.stdout + done.stderr
+        seen: dict[str, set[str]] = {}  # car -> the laps its row showed while the replay ran
+        try:
+            while replay.poll() is None:
+                for car, lap in browser.execute_script(SHOWN_LAPS):
+                    seen.setdefault(car, set()).add(lap)
+                time.sleep(0.25)
+            out = replay.communicate(timeout=60)[0]
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+        assert replay.returncode == 0, out
+        # Every car's row was updated in place from the stream (the page is never reloaded).
+        unchanged = sorted(car for car in field if len(seen.get(car, ())) < 2)
+        assert not unchanged, f"rows never seen changing lap during the replay: {unchanged} ({seen})"
 
         state = httpx.get(f"{gateway.url}/live/sessions/{RACE}", timeout=10).json()
+        assert {row["car"] for row in state["cars"]} == field
         deadline = time.monotonic() + 30
         while True:  # the stream brings the last rows
             rows = browser.find_elements(By.CSS_SELECTOR, "#field tbody tr")

@@ -103,6 +103,13 @@ def test_hit_rate_counts_judged_laps(replayed):
     assert state["hit_rate"]["share"] == pytest.approx(inside / len(judged))
 
 
+def _rejected(client, session_id) -> float:
+    """strategist_live_laps_rejected_total of the session (0 before its first refusal)."""
+    series = f'strategist_live_laps_rejected_total{{session="{session_id}"}} '
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(series)]
+    return float(lines[0].removeprefix(series)) if lines else 0.0
+
+
 def test_metrics_per_session(replayed):
     client, session_id, _ = replayed
     state = _state(client, session_id)
@@ -140,12 +147,16 @@ def test_bad_laps_are_refused_naming_car_and_lap_and_leave_the_session_as_it_was
 ):
     client, session_id, _ = replayed
     before = _state(client, session_id)
+    refused = _rejected(client, session_id)
     post = _post(posts, "VER", LAPS + 1)
     change(post)
     response = client.post(f"/live/sessions/{session_id}/laps", json=post, headers=AUTH)
     assert response.status_code == status, response.text
-    assert "VER" in response.text and words in response.text
+    messages = [d["msg"] for d in response.json()["detail"]]
+    assert all(m.startswith(f"car VER, lap {post['lap_number']}: ") for m in messages), messages
+    assert words in response.text
     assert _state(client, session_id) == before
+    assert _rejected(client, session_id) == refused + 1
 
 
 def test_a_stored_lap_sent_again_with_other_values_is_a_conflict(replayed, posts):
