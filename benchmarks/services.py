@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 from export.repository import build_cpu_repository
 from export.triton_config import ServingSettings, checkpoint_input_names, render_cpu_config
 from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
+from strategist.machine import describe_machine
 from strategist.paths import PROJECT_ROOT, SERVED_CHECKPOINT_DIR
 from strategist.serving.triton_launcher import LocalTriton, free_port
 
@@ -93,24 +93,7 @@ class Checkpoint:
 
 def machine() -> dict[str, object]:
     """What the numbers were measured on."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_gib = 0.0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        first = Path("/proc/meminfo").read_text().splitlines()[0]
-        mem_gib = int(first.split()[1]) / 2**20
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_gib, 1),
-        "python": platform.python_version(),
-        "gpu": "none",
-        "load_avg_at_start": os.getloadavg(),
-    }
+    return describe_machine()
 
 
 def checkpoint() -> Checkpoint:

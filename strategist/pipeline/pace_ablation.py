@@ -33,10 +33,8 @@ wall time, the form in which the results are committed (docs/results/).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -49,6 +47,7 @@ import numpy as np
 
 from strategist import contract
 from strategist.data.dataset_format import load_arrays, robust_centre_scale
+from strategist.machine import describe_machine
 from strategist.paths import BASE_CHECKPOINT_DIR
 from strategist.pipeline.real_study import fold_plan, racing
 
@@ -427,27 +426,14 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    """What the wall time was measured on."""
+    """What the wall time was measured on: the machine, and the torch threads and niceness it ran with."""
     import torch
 
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram_gib = 0.0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        ram_gib = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1]) / 2**20
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(ram_gib, 1),
-        "python": platform.python_version(),
+        **describe_machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "niceness": os.nice(0),
-        "gpu": "none",
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
