@@ -486,12 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or args.factor <= 0:
         parser.error("--concurrency must be >= 1 and --factor > 0")
 
-    try:  # the load generator shares the machine with what it measures: the cheaper loop
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # plain asyncio works too, at more CPU per request
-        pass
+    http_load.install_uvloop()  # the load generator runs in this process
     setup = services.scenario(args.payloads)
     machine, ckpt, repo, payloads = setup.machine, setup.checkpoint, setup.repo, setup.payloads
     result = asyncio.run(
