@@ -245,8 +245,8 @@ class AdmissionMiddleware:
         the queue has room and its expected wait (the requests ahead of it times the measured
         interval between slot releases) plus its own service fit QUEUE_HORIZON of its budget, the
         event loop's lag is under max_loop_lag_s, and no request that waited missed its deadline
-        within the last budget (then the estimate is not holding): under overload the excess is refused at once instead of holding a
-        connection until its deadline."""
+        within the last budget (then the estimate is not holding): under overload the excess is
+        refused at once instead of holding a connection until its deadline."""
         lag_s = self.loop_lag.lag_s
         if lag_s > self.max_loop_lag_s:
             return (
