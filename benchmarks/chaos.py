@@ -36,6 +36,7 @@ import signal
 import statistics
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,44 @@ class Load:
 
     def window(self, start: float, end: float = float("inf")) -> list[Sample]:
         return [s for s in self.samples if start <= s.sent_at < end]
+
+
+def _gateway_metrics(url: str) -> dict[str, float]:
+    """The gateway's admission figures from /metrics: refusals by reason, client disconnects, the
+    event-loop lag gauge (one worker's, when there are several)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=5.0) as answer:
+        text = answer.read().decode()
+    figures: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "strategist_requests_shed_total":
+                figures[f"shed_{sample.labels['reason']}"] = sample.value
+            elif sample.name in ("strategist_client_disconnects_total", "strategist_event_loop_lag_seconds"):
+                figures[sample.name.removeprefix("strategist_")] = sample.value
+    return figures
+
+
+async def _watch_gateway(url: str, stop: asyncio.Event, period_s: float = 0.25) -> dict[str, Any]:
+    """Polls the gateway's /metrics until `stop`: refusals by reason over the watch, and the loop
+    lag it read (median and max of the polls), so a run says why requests were refused."""
+    first = await asyncio.to_thread(_gateway_metrics, url)
+    lags: list[float] = []
+    last = first
+    while not stop.is_set():
+        with contextlib.suppress(OSError):  # a poll that times out under overload is skipped
+            last = await asyncio.to_thread(_gateway_metrics, url)
+            lags.append(last.get("event_loop_lag_seconds", 0.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period_s)
+    counted = {k: int(last[k] - first.get(k, 0.0)) for k in last if k != "event_loop_lag_seconds"}
+    return {
+        **counted,
+        "loop_lag_polls": len(lags),
+        "loop_lag_median_ms": round(statistics.median(lags) * 1e3, 1) if lags else None,
+        "loop_lag_max_ms": round(max(lags) * 1e3, 1) if lags else None,
+    }
 
 
 def _statuses(samples: Sequence[Sample]) -> dict[str, int]:
@@ -335,8 +374,12 @@ async def run_chaos(
             # 4. overload
             overload_at = time.monotonic()
             cpu_at = _cpu_now(gateway.pgid, triton.pid)
+            watch_stop = asyncio.Event()
+            watch = asyncio.create_task(_watch_gateway(gateway.url, watch_stop))
             offered = await load.open(factor * saturated_rps, overload_s)
             overload_end = time.monotonic()
+            watch_stop.set()
+            gateway_seen = await watch
             overload_cores = _cores_used(
                 cpu_at, _cpu_now(gateway.pgid, triton.pid), overload_end - overload_at
             )
@@ -369,6 +412,7 @@ async def run_chaos(
                     len(admitted) / (overload_end - overload_at) / saturated_rps, 2
                 ),
                 "cores_used": overload_cores,
+                "gateway_metrics": gateway_seen,
                 "back_to_normal_s": None if normal_again is None else round(normal_again, 2),
                 "normal_median_ms": round(normal_ms, 2),
             }
@@ -384,6 +428,13 @@ async def run_chaos(
 
 def _cores(used: dict[str, float] | None) -> str:
     return " / ".join(f"{v:.2f}" for v in used.values()) if used else "-"
+
+
+def _gateway_seen(seen: dict[str, Any] | None) -> str:
+    if not seen:
+        return "-"
+    counts = {k: v for k, v in seen.items() if not k.startswith("loop_lag")}
+    return f"{json.dumps(counts)}; {seen['loop_lag_median_ms']} / {seen['loop_lag_max_ms']} ms"
 
 
 def _p50_p99_max(summary: dict[str, Any] | None) -> str:
@@ -413,6 +464,8 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
          _p50_p99_max(over.get("admitted_from_connection"))),
         ("overload: wait for a free connection on the load's side, p50 / p99 / max", _p50_p99_max(over.get("waited_for_connection"))),
         ("overload: goodput, vs saturated throughput", f"{over['goodput_rps']} req/s, {over['goodput_vs_saturated']}x"),
+        ("overload: the gateway's refusals by reason, client disconnects; loop lag median / max (its /metrics)",
+         _gateway_seen(over.get("gateway_metrics"))),
         ("cores used by load generator / gateway / Triton: saturated; overload",
          f"{_cores(base['saturated'].get('cores_used'))}; {_cores(over.get('cores_used'))}"),
         ("after the overload: back to normal latency in", f"{over['back_to_normal_s']} s (normal median {over['normal_median_ms']} ms)"),
