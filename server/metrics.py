@@ -58,8 +58,9 @@ class GatewayMetrics:
         self.shed = Counter(
             "strategist_requests_shed_total",
             "Prediction requests refused or cut short on purpose, by reason: in_flight (429, every "
-            "slot busy and the wait queue full), deadline (503, the request cannot be answered within "
-            "its deadline, while queued or running), body_timeout (408).",
+            "slot busy and the wait queue full or too slow), queue_wait (503, no slot came free within "
+            "half the deadline), deadline (503, the request cannot be answered within its deadline), "
+            "body_timeout (408).",
             ["reason"],
             registry=self.registry,
         )
