@@ -430,6 +430,26 @@ def _cores(used: dict[str, float] | None) -> str:
     return " / ".join(f"{v:.2f}" for v in used.values()) if used else "-"
 
 
+def _refusal_cpu_ms(saturated: dict[str, Any], over: dict[str, Any]) -> str:
+    """What one refusal costs the gateway, from the run's own figures: the CPU it used during the
+    overload less what its admitted requests cost at the saturated run's CPU per request, shared
+    over the refused ones. With it, at `factor` x overload the goodput can be at most about
+    1 - (factor - 1) x refusal / admitted of the saturated throughput."""
+    cores = over.get("cores_used")
+    refused = sum(n for status, n in over["statuses"].items() if status != "200")
+    if not cores or not saturated.get("cores_used") or not refused:
+        return "-"
+    per_admitted_s = saturated["cores_used"]["gateway"] / saturated["throughput_rps"]
+    admitted = over["statuses"].get("200", 0)
+    spent_s = cores["gateway"] * over["seconds"] - admitted * per_admitted_s
+    per_refused_s = max(0.0, spent_s) / refused
+    bound = 1 - (over["factor"] - 1) * per_refused_s / per_admitted_s
+    return (
+        f"{per_refused_s * 1e3:.2f} ms (an admitted one: {per_admitted_s * 1e3:.2f} ms; "
+        f"goodput bound at {over['factor']:g}x: about {bound:.2f}x)"
+    )
+
+
 def _gateway_seen(seen: dict[str, Any] | None) -> str:
     if not seen:
         return "-"
@@ -464,6 +484,8 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
          _p50_p99_max(over.get("admitted_from_connection"))),
         ("overload: wait for a free connection on the load's side, p50 / p99 / max", _p50_p99_max(over.get("waited_for_connection"))),
         ("overload: goodput, vs saturated throughput", f"{over['goodput_rps']} req/s, {over['goodput_vs_saturated']}x"),
+        ("overload: gateway CPU per refused request, estimated (its overload CPU less the admitted at the saturated CPU per request)",
+         _refusal_cpu_ms(base["saturated"], over)),
         ("overload: the gateway's refusals by reason, client disconnects; loop lag median / max (its /metrics)",
          _gateway_seen(over.get("gateway_metrics"))),
         ("cores used by load generator / gateway / Triton: saturated; overload",
