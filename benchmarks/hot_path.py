@@ -56,6 +56,7 @@ VARIANT_ENV: dict[str, tuple[dict[str, str], int]] = {  # name -> (GatewaySettin
     "after-noqueue": ({"STRATEGIST_MAX_QUEUED": "0"}, 1),  # admission refuses at once: the ablation
     "after-inflight32": ({"STRATEGIST_MAX_IN_FLIGHT": "32"}, 1),  # the former in-flight bound
     "after-nolagrule": ({"STRATEGIST_MAX_LOOP_LAG_MS": "60000"}, 1),  # queueing whatever the loop's lag
+    "after-lagrule": ({"STRATEGIST_MAX_LOOP_LAG_MS": "50"}, 1),  # no queueing while the loop runs late
 }
 PEER = "peer"
 HELD_P99_MS, HELD_SHARE = 50.0, 0.95

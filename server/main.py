@@ -182,7 +182,9 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
         deadline_s=settings.request_deadline_s,
         max_deadline_s=settings.max_request_deadline_s,
         answer_margin_s=settings.deadline_answer_margin_ms / 1000.0,
-        max_loop_lag_s=settings.max_loop_lag_ms / 1000.0,
+        max_loop_lag_s=float("inf")
+        if settings.max_loop_lag_ms is None
+        else settings.max_loop_lag_ms / 1000.0,
         body_timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(
