@@ -15,16 +15,15 @@ flight, and a body that must arrive in time. Pure ASGI, so it adds no task or st
   reading its body. Waiting costs no CPU, so clients beyond the bound queue instead of retrying
   into a storm of 429s, and the pipeline stays busy; under overload the excess is refused at once
   instead of holding its connection until its deadline. A request waits at most QUEUE_HORIZON of
-  its deadline: when the queue moves slower than estimated it is answered 503 then, not at its
+  its deadline: when the queue moves slower than estimated it is answered 429 then, not at its
   deadline, so what is admitted has half its deadline left to be answered in. A request whose wait
   leaves less time than a request takes (the running mean of admitted requests' service times) is
   answered 503 at once: work that would miss its deadline is not started.
-- Event-loop lag: a timer measures how late the loop runs what is due (LoopLag). A request waits for
-  a slot only while that lag is under `max_loop_lag_s`: a loop that runs late is busy reading and
-  refusing arrivals faster than it answers admitted ones (open-loop overload), and the time a
-  request spends in the socket before the gateway reads it is outside its deadline; queueing more
-  then only turns waits into missed deadlines. Waiting closed-loop clients leave the loop idle
-  enough to stay under it.
+- Event-loop lag: a timer measures how late the loop runs what is due (LoopLag, a gauge). With
+  `max_loop_lag_s` set, a request waits for a slot only while that lag is under it (a loop that
+  runs late is busy reading and refusing arrivals). Off by default (inf): the bounded wait covers
+  open-loop overload, and closed-loop clients that ignore Retry-After keep a loop late with their
+  own 429s, so with the rule none of them could queue.
 - Body: the whole body must arrive within `body_timeout_s` of the request start (a client sending
   1 byte/s is cut off with 408). A client that disconnects mid-upload gets no answer and is not an
   error: it is counted in strategist_client_disconnects_total, and the request's state says so
@@ -105,7 +104,7 @@ class DeadlineExceeded(BackendUnavailable):
 
 
 class QueueWaitTooLong(Exception):
-    """A queued request got no slot within QUEUE_HORIZON of its deadline: 503 + Retry-After."""
+    """A queued request got no slot within QUEUE_HORIZON of its deadline: 429 + Retry-After."""
 
 
 class BadDeadline(ValueError):
@@ -235,7 +234,8 @@ class AdmissionMiddleware:
         except QueueWaitTooLong as exc:
             self._queue_missed_at = time.monotonic()
             self._shed["queue_wait"].inc()
-            await self._reject(scope, receive, send, 503, str(exc), retry_after=1)
+            # 429 like the queue's other refusals: the same bound said no, only later.
+            await self._reject(scope, receive, send, 429, str(exc), retry_after=1)
         except TimeoutError:
             if response_started:
                 raise

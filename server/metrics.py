@@ -58,7 +58,7 @@ class GatewayMetrics:
         self.shed = Counter(
             "strategist_requests_shed_total",
             "Prediction requests refused or cut short on purpose, by reason: in_flight (429, every "
-            "slot busy and the wait queue full or too slow), queue_wait (503, no slot came free within "
+            "slot busy and the wait queue full or too slow), queue_wait (429, no slot came free within "
             "half the deadline), deadline (503, the request cannot be answered within its deadline), "
             "body_timeout (408).",
             ["reason"],
