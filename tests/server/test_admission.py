@@ -240,7 +240,8 @@ def test_loop_lag_follows_a_blocked_loop_at_once_and_recovers_gradually():
 
     idle, blocked, after = asyncio.run(run())
     assert idle < 0.05 and blocked > 0.15 and after < 0.02, (idle, blocked, after)
-    assert metrics.registry.get_sample_value("strategist_event_loop_lag_seconds") == pytest.approx(after)
+    # The loop's shutdown inside asyncio.run may run one more tick after `after` was read.
+    assert metrics.registry.get_sample_value("strategist_event_loop_lag_seconds") == pytest.approx(lag.lag_s)
 
 
 def test_while_the_loop_runs_late_requests_beyond_the_slots_are_refused_not_queued():
