@@ -16,7 +16,10 @@ from benchmarks.services import RESULTS_DIR
 def test_markdown_of_the_committed_result_has_every_figure():
     result = json.loads((RESULTS_DIR / "chaos.json").read_text())
     table = chaos.markdown(result, "test machine", "python -m benchmarks.chaos")
-    assert table.count("\n| ") == 21  # header row + 20 figures
+    assert table.count("\n| ") == 23  # header row + 22 figures
+    seen = result["overload"]["gateway_metrics"]  # the gateway's own count of what it refused
+    assert f'"shed_in_flight": {seen["shed_in_flight"]}' in table
+    assert "goodput bound at 4x: about" in table
     assert f"{result['kill']['time_back_to_200_s']} s" in table
     assert f"| overload: 5xx other than the deliberate 503 | {result['overload']['other_5xx']} |" in table
 
