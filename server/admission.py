@@ -305,17 +305,13 @@ class AdmissionMiddleware:
             self.queued += 1
             self.metrics.queued.set(self.queued)
         try:
-            if waited:
-                try:
-                    async with asyncio.timeout(max_wait_s):
-                        await self._slots.acquire()
-                except TimeoutError:
-                    raise QueueWaitTooLong(
-                        f"no slot came free within {max_wait_s * 1e3:.0f} ms ({QUEUE_HORIZON:.0%} of the "
-                        "request's deadline): the gateway is overloaded"
-                    ) from None
-            else:
+            async with asyncio.timeout(max_wait_s if waited else None):  # a free slot: no wait to bound
                 await self._slots.acquire()
+        except TimeoutError:
+            raise QueueWaitTooLong(
+                f"no slot came free within {max_wait_s * 1e3:.0f} ms ({QUEUE_HORIZON:.0%} of the "
+                "request's deadline): the gateway is overloaded"
+            ) from None
         finally:
             if waited:
                 self.queued -= 1

@@ -104,8 +104,9 @@ class GatewaySettings(BaseSettings):
         le=100_000,
         description="Prediction requests that may wait for one of the max_in_flight slots, in arrival "
         "order, their deadline running; one more, or one whose expected wait passes half its deadline, "
-        "is refused with 429; one still without a slot after half its deadline gets 429 then. Waiting costs no CPU, so clients beyond the in-flight bound queue "
-        "instead of retrying into a storm of 429s. 0: refuse as soon as every slot is busy.",
+        "is refused with 429; one still without a slot after half its deadline gets 429 then. "
+        "Waiting costs no CPU, so clients beyond the in-flight bound queue instead of retrying into a "
+        "storm of 429s. 0: refuse as soon as every slot is busy.",
     )
     max_loop_lag_ms: float | None = Field(
         default=None,
@@ -116,7 +117,7 @@ class GatewaySettings(BaseSettings):
         "429 at once. Off by default: the bounded wait (half the deadline) keeps admitted answers in "
         "time under open-loop overload as well, and with the rule 256 closed-loop clients that do "
         "not back off kept the loop busy with their own 429s (11 % of the best rate; "
-        "benchmarks/results/closed_loop_check.md).",
+        "benchmarks/results/closed_loop_check_before_lag_rule_off.md).",
     )
     body_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="The whole request body must arrive within this; else 408."
