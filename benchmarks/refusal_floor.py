@@ -90,23 +90,14 @@ def admission_outermost() -> Any:
     metrics, then admission control) wrapped around the whole FastAPI app instead of inside it, so a
     refusal skips FastAPI's and Starlette's own layers: what moving admission outermost would save."""
     from server.admission import AdmissionMiddleware
-    from server.main import ENDPOINTS, PREDICT_ENDPOINTS, create_app
+    from server.main import ENDPOINTS, admission_options, create_app
     from server.middleware import GatewayMiddleware
     from server.settings import GatewaySettings
 
     settings = GatewaySettings(max_queued=0)
     app = create_app(settings)
     metrics = app.state.metrics
-    admission = AdmissionMiddleware(
-        app,
-        paths=PREDICT_ENDPOINTS,
-        metrics=metrics,
-        max_in_flight=settings.max_in_flight,
-        deadline_s=settings.request_deadline_s,
-        max_deadline_s=settings.max_request_deadline_s,
-        body_timeout_s=settings.body_timeout_s,
-        answer_margin_s=settings.deadline_answer_margin_ms / 1000.0,
-    )
+    admission = AdmissionMiddleware(app, **admission_options(settings, metrics))
     admission.in_flight = admission.max_in_flight
     return GatewayMiddleware(
         admission, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS

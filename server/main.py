@@ -128,6 +128,23 @@ def _add_request_schemas(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def admission_options(settings: GatewaySettings, metrics: GatewayMetrics) -> dict[str, Any]:
+    """AdmissionMiddleware's keyword arguments from the settings (the prediction paths only)."""
+    return {
+        "paths": PREDICT_ENDPOINTS,
+        "metrics": metrics,
+        "max_in_flight": settings.max_in_flight,
+        "max_queued": settings.max_queued,
+        "deadline_s": settings.request_deadline_s,
+        "max_deadline_s": settings.max_request_deadline_s,
+        "answer_margin_s": settings.deadline_answer_margin_ms / 1000.0,
+        "max_loop_lag_s": float("inf")
+        if settings.max_loop_lag_ms is None
+        else settings.max_loop_lag_ms / 1000.0,
+        "body_timeout_s": settings.body_timeout_s,
+    }
+
+
 def create_app(settings: GatewaySettings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
     """The gateway app. `backend` overrides the one the settings describe (used by `strategist serve`)."""
     settings = settings or GatewaySettings()
@@ -173,20 +190,7 @@ def create_app(settings: GatewaySettings | None = None, backend: InferenceBacken
     if settings.lean_routes:
         app.add_middleware(LeanPredictPath)  # innermost: the hot routes, behind admission control
     # Added before GatewayMiddleware, so it runs inside it: request id set, metrics counted around it.
-    app.add_middleware(
-        AdmissionMiddleware,
-        paths=PREDICT_ENDPOINTS,
-        metrics=metrics,
-        max_in_flight=settings.max_in_flight,
-        max_queued=settings.max_queued,
-        deadline_s=settings.request_deadline_s,
-        max_deadline_s=settings.max_request_deadline_s,
-        answer_margin_s=settings.deadline_answer_margin_ms / 1000.0,
-        max_loop_lag_s=float("inf")
-        if settings.max_loop_lag_ms is None
-        else settings.max_loop_lag_ms / 1000.0,
-        body_timeout_s=settings.body_timeout_s,
-    )
+    app.add_middleware(AdmissionMiddleware, **admission_options(settings, metrics))
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, endpoints=ENDPOINTS
     )
