@@ -49,6 +49,10 @@ from server.backend import BackendUnavailable
 from server.metrics import GatewayMetrics
 
 DEADLINE_HEADER: Final = "x-request-deadline-ms"
+# Set by a proxy in front (strategist.serving.edge_proxy): when the request reached it, "t=" and
+# microseconds since the epoch (the convention of Heroku's router and APM agents). Trusted only when
+# the settings say a proxy sets it, so the deadline covers the wait in the proxy's queue.
+REQUEST_START_HEADER: Final = "x-request-start"
 GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
 CLIENT_GONE: Final = "client_gone"  # scope["state"] key: the client left before the answer
 # A request waits for a slot only when it is expected to be answered within this share of its
@@ -123,6 +127,22 @@ def check_deadline(before: str) -> float | None:
     return left
 
 
+def edge_wait_s(headers: Headers, now_s: float | None = None) -> float:
+    """Seconds since a proxy in front saw the request arrive (X-Request-Start: t=<microseconds
+    since the epoch>), 0 when the header is absent or the clocks disagree by putting it in the
+    future. Raises BadDeadline naming the header and the expected form."""
+    given = headers.get(REQUEST_START_HEADER)
+    if given is None:
+        return 0.0
+    text = given.strip().removeprefix("t=")
+    if not text.isdigit() or len(text) > 19:
+        raise BadDeadline(
+            f"{REQUEST_START_HEADER} takes t=<microseconds since the epoch>, got {given[:40]!r}"
+        )
+    now_s = time.time() if now_s is None else now_s
+    return max(0.0, now_s - int(text) / 1e6)
+
+
 def requested_budget_s(headers: Headers) -> float | None:
     """The client's own budget in seconds from X-Request-Deadline-Ms or grpc-timeout (None: neither
     given). Raises BadDeadline naming the header and the expected form."""
@@ -158,6 +178,7 @@ class AdmissionMiddleware:
         answer_margin_s: float = 0.0,
         max_queued: int = 0,
         max_loop_lag_s: float = float("inf"),
+        trust_request_start: bool = False,
     ) -> None:
         self.app = app
         self.paths = paths
@@ -169,6 +190,7 @@ class AdmissionMiddleware:
         self.body_timeout_s = body_timeout_s
         self.answer_margin_s = answer_margin_s
         self.max_loop_lag_s = max_loop_lag_s
+        self.trust_request_start = trust_request_start
         self.loop_lag = LoopLag(gauge=metrics.loop_lag)
         # Metric children resolved once: a labels() call costs ~8 us, and refusals are most
         # arrivals under overload.
@@ -193,19 +215,29 @@ class AdmissionMiddleware:
             return
         started = time.monotonic()
         self.loop_lag.ensure_running()
+        headers = Headers(scope=scope)
         try:
-            budget = requested_budget_s(Headers(scope=scope))
+            budget = requested_budget_s(headers)
+            # Time the request already spent in a proxy's queue in front (0 without one).
+            waited_before = edge_wait_s(headers) if self.trust_request_start else 0.0
         except BadDeadline as exc:
             await self._reject(scope, receive, send, 400, str(exc), retry_after=None)
             return
         budget = self.deadline_s if budget is None else min(budget, self.max_deadline_s)
+        left = budget - waited_before
+        margin = min(self.answer_margin_s, budget / 10)
+        if left <= margin:  # it spent its deadline in front of the gateway: nothing can be done in time
+            self._shed["deadline"].inc()
+            message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
+            await self._reject(scope, receive, send, 503, message, retry_after=1)
+            return
         if self.in_flight >= self.max_in_flight:
-            refusal = self._queue_refusal(budget)
+            refusal = self._queue_refusal(left)
             if refusal is not None:
                 self._shed["in_flight"].inc()
                 await self._reject(scope, receive, send, 429, refusal, retry_after=1)
                 return
-        deadline = started + budget
+        deadline = started + left
         token = _deadline.set(deadline)
         admitted = response_started = False
 
@@ -223,8 +255,8 @@ class AdmissionMiddleware:
         must_wait = self.in_flight >= self.max_in_flight
         try:
             # Give up a margin before the deadline, so the 503 is written and on its way by then.
-            async with asyncio.timeout(budget - min(self.answer_margin_s, budget / 10)) as timeout:
-                waited = await self._take_slot(max_wait_s=QUEUE_HORIZON * budget)
+            async with asyncio.timeout(left - margin) as timeout:
+                waited = await self._take_slot(max_wait_s=max(0.0, QUEUE_HORIZON * budget - waited_before))
                 admitted = True
                 if waited and deadline - time.monotonic() < self.service_s:
                     raise TimeoutError  # it would miss the deadline anyway: do not start the work

@@ -142,6 +142,7 @@ def admission_options(settings: GatewaySettings, metrics: GatewayMetrics) -> dic
         if settings.max_loop_lag_ms is None
         else settings.max_loop_lag_ms / 1000.0,
         "body_timeout_s": settings.body_timeout_s,
+        "trust_request_start": settings.trust_request_start,
     }
 
 

@@ -119,6 +119,12 @@ class GatewaySettings(BaseSettings):
         "not back off kept the loop busy with their own 429s (11 % of the best rate; "
         "benchmarks/results/closed_loop_check_before_lag_rule_off.md).",
     )
+    trust_request_start: bool = Field(
+        default=False,
+        description="A proxy in front sets X-Request-Start (t=<microseconds since the epoch>) when a "
+        "request reaches it, and the deadline runs from then, covering the wait in the proxy's queue. "
+        "Set by `strategist serve --edge-proxy`; leave off when clients reach the gateway directly.",
+    )
     body_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="The whole request body must arrive within this; else 408."
     )

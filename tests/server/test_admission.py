@@ -398,3 +398,60 @@ def test_triton_down_503_bodies_do_not_name_the_triton_address():
             exposed = response.text + "".join(f"{k}: {v}" for k, v in response.headers.items())
             assert str(port) not in exposed and "127.0.0.1" not in exposed, exposed
             assert response.json()["detail"] == "model backend unavailable, try again"
+
+
+def test_the_edge_arrival_header_is_read_and_a_future_one_counts_as_no_wait():
+    now = 1_800_000_000.0
+    assert admission.edge_wait_s(Headers({}), now) == 0.0
+    assert admission.edge_wait_s(Headers({"x-request-start": "t=1799999999750000"}), now) == pytest.approx(
+        0.25
+    )
+    assert admission.edge_wait_s(Headers({"x-request-start": "1799999999900000"}), now) == pytest.approx(0.1)
+    assert admission.edge_wait_s(Headers({"x-request-start": "t=1800000005000000"}), now) == 0.0
+    with pytest.raises(admission.BadDeadline, match="x-request-start takes t=<microseconds"):
+        admission.edge_wait_s(Headers({"x-request-start": "t=yesterday"}), now)
+
+
+def _edge_started(seconds_ago: float) -> dict[str, str]:
+    return {"x-request-start": f"t={round((time.time() - seconds_ago) * 1e6)}"}
+
+
+def test_a_trusted_edge_arrival_shortens_the_deadline_by_the_wait_in_front(tiny_model):
+    """Behind the edge proxy the deadline runs from the edge's arrival: a request that already
+    waited 0.97 s of its 1 s there is answered 503 at once and never reaches the backend."""
+    app, backend = _app(tiny_model, trust_request_start=True, request_deadline_s=1.0)
+
+    async def run(client):
+        late = await client.post("/predict", content=BODY, headers=HEADERS | _edge_started(0.97))
+        fresh = await client.post("/predict", content=BODY, headers=HEADERS | _edge_started(0.0))
+        return late, fresh
+
+    late, fresh = asyncio.run(_with_client(app, run))
+    assert late.status_code == 503 and "deadline of 1000 ms" in late.json()["detail"]
+    assert fresh.status_code == 200, fresh.text
+    assert backend.calls == 1
+
+
+def test_an_untrusted_arrival_header_changes_nothing(tiny_model):
+    """Without a proxy in front (the default) a client's X-Request-Start is ignored, readable or not."""
+    app, backend = _app(tiny_model, request_deadline_s=1.0)
+
+    async def run(client):
+        old = await client.post("/predict", content=BODY, headers=HEADERS | _edge_started(5.0))
+        junk = await client.post("/predict", content=BODY, headers=HEADERS | {"x-request-start": "junk"})
+        return old, junk
+
+    old, junk = asyncio.run(_with_client(app, run))
+    assert old.status_code == 200 and junk.status_code == 200
+    assert backend.calls == 2
+
+
+def test_an_unreadable_arrival_header_from_the_edge_is_400_naming_it(tiny_model):
+    app, backend = _app(tiny_model, trust_request_start=True)
+
+    async def run(client):
+        return await client.post("/predict", content=BODY, headers=HEADERS | {"x-request-start": "t=soon"})
+
+    response = asyncio.run(_with_client(app, run))
+    assert response.status_code == 400 and "x-request-start" in response.json()["detail"]
+    assert backend.calls == 0
