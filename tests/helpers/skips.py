@@ -27,3 +27,18 @@ def skip_without_triton() -> None:
 
 
 requires_triton = pytest.mark.skipif(triton_missing() is not None, reason=triton_missing() or "")
+
+
+@functools.cache
+def haproxy_missing() -> str | None:
+    """Why the edge proxy cannot run here (None: it can)."""
+    from strategist.serving.edge_proxy import EdgeProxyError, find_haproxy
+
+    try:
+        find_haproxy()
+    except EdgeProxyError as exc:
+        return str(exc)
+    return None
+
+
+requires_haproxy = pytest.mark.skipif(haproxy_missing() is not None, reason=haproxy_missing() or "")

@@ -1,0 +1,182 @@
+"""The edge proxy (strategist.serving.edge_proxy): a real HAProxy in front of a small slow app holds
+the in-flight bound and its queue, refuses beyond them with JSON + Retry-After before the app sees
+the request, never queues health checks behind predictions, stamps the arrival time the gateway's
+deadline runs from, and comes back when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+from helpers.skips import requires_haproxy
+
+from server.settings import GatewaySettings
+from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy, EdgeProxyError, render_config
+from strategist.serving.triton_launcher import free_port
+
+
+class SlowApp:
+    """ASGI app: /predict and /predict/batch answer after `delay_s`, echoing the headers the edge
+    set; every other path answers at once. Counts the prediction requests it saw and the most at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s, self.seen, self.running, self.most_at_once = delay_s, 0, 0, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if scope["path"].startswith("/predict"):
+            self.seen += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            await asyncio.sleep(self.delay_s)
+            self.running -= 1
+        body = f"{headers.get('x-request-start', '')} {headers.get('x-request-id', '')}".encode()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def slow_app() -> Iterator[tuple[SlowApp, int]]:
+    app = SlowApp(delay_s=0.4)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield app, port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _edge(port: int, **limits) -> EdgeProxy:
+    return EdgeProxy(EdgeLimits(**limits), listen=("127.0.0.1", free_port()), gateway=("127.0.0.1", port))
+
+
+def _posts(url: str, count: int, headers: dict[str, str] | None = None) -> list[httpx.Response]:
+    """`count` predictions at once, each on its own connection."""
+
+    def one(i: int) -> httpx.Response:
+        return httpx.post(f"{url}/predict", content=b"{}", headers={"x-request-id": f"car-{i}", **(headers or {})},
+                          timeout=10)  # fmt: skip
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_limits_come_from_the_gateway_settings_per_worker():
+    settings = GatewaySettings(max_in_flight=6, max_queued=40, request_deadline_s=1.5, body_timeout_s=7)
+    limits = EdgeLimits.from_settings(settings, workers=2)
+    assert (limits.max_in_flight, limits.max_queued) == (12, 40)
+    assert limits.queue_wait_s == pytest.approx(0.75)  # half the deadline, as the gateway's own queue
+    assert limits.header_timeout_s == 7
+    config = render_config(limits, ("0.0.0.0", 8080), ("127.0.0.1", 9001))
+    assert "bind 0.0.0.0:8080" in config and "server gateway 127.0.0.1:9001 maxconn 12" in config
+    assert "timeout queue 750ms" in config and "queue(predict) ge 40" in config
+    assert "acl predict path /predict /predict/batch" in config
+
+
+@requires_haproxy
+def test_beyond_the_bound_and_its_queue_is_429_with_retry_after_before_the_app(slow_app):
+    app, port = slow_app
+    with _edge(port, max_in_flight=2, max_queued=2, queue_wait_s=5.0).start() as edge:
+        responses = _posts(edge.url, 6)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 200, 200, 429, 429], statuses
+    assert app.seen == 4 and app.most_at_once == 2
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["retry-after"] == "1" and refused.headers["content-type"] == "application/json"
+    body = refused.json()
+    assert "at capacity (2 in flight, 2 waiting)" in body["detail"]
+    assert body["request_id"] == refused.headers["x-request-id"] and body["request_id"].startswith("car-")
+
+
+@requires_haproxy
+def test_a_request_still_queued_after_the_queue_wait_is_503_with_retry_after(slow_app):
+    app, port = slow_app
+    with _edge(port, max_in_flight=1, max_queued=8, queue_wait_s=0.15).start() as edge:
+        started = time.monotonic()
+        responses = _posts(edge.url, 3)
+        seconds = time.monotonic() - started
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 503, 503], statuses
+    late = next(r for r in responses if r.status_code == 503)
+    assert late.headers["retry-after"] == "1" and "within 150 ms" in late.json()["detail"]
+    assert app.seen == 1 and seconds < 1.5
+
+
+@requires_haproxy
+def test_health_checks_are_never_queued_behind_predictions(slow_app):
+    _, port = slow_app
+    with _edge(port, max_in_flight=1, max_queued=4, queue_wait_s=5.0).start() as edge:
+        with ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(_posts, edge.url, 3)
+            time.sleep(0.1)  # every slot taken, two waiting
+            started = time.monotonic()
+            health = httpx.get(f"{edge.url}/healthz", timeout=5)
+            health_s = time.monotonic() - started
+            assert [r.status_code for r in busy.result()] == [200, 200, 200]
+    assert health.status_code == 200 and health_s < 0.3, health_s
+
+
+@requires_haproxy
+def test_the_edge_stamps_the_arrival_and_replaces_a_client_stamp(slow_app):
+    _, port = slow_app
+    with _edge(port).start() as edge:
+        before = time.time()
+        answer = httpx.post(
+            f"{edge.url}/predict", content=b"{}", headers={"x-request-start": "t=1"}, timeout=5
+        )
+        stamp, request_id = answer.text.split()
+    assert stamp.startswith("t=") and before - 1 <= int(stamp[2:]) / 1e6 <= time.time()
+    assert len(request_id) >= 32  # none sent: the edge made one
+
+
+@requires_haproxy
+def test_a_gateway_that_is_not_there_is_a_json_503_and_a_dead_edge_comes_back():
+    edge = _edge(free_port())  # nothing listens there
+    with edge.start():
+        answer = httpx.post(f"{edge.url}/predict", content=b"{}", timeout=5)
+        assert answer.status_code == 503 and "reachable" in answer.json()["detail"]
+        time.sleep(2.5)  # two failed health checks: marked down, answered at once
+        started = time.monotonic()
+        answer = httpx.post(f"{edge.url}/predict", content=b"{}", timeout=5)
+        assert answer.status_code == 503 and "not reachable" in answer.json()["detail"]
+        assert answer.headers["retry-after"] == "1" and time.monotonic() - started < 0.2
+        assert edge.restart_if_exited() is None  # running: nothing to do
+        pid = edge.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        assert edge.restart_if_exited() == -signal.SIGKILL
+        assert edge.pid != pid and httpx.get(f"{edge.url}/healthz", timeout=5).status_code in (502, 503)
+        workdir = edge.config_path.parent if edge.config_path else None
+    assert not edge.is_running() and workdir is not None and not workdir.exists()
+
+
+@requires_haproxy
+def test_a_port_another_process_listens_on_is_refused_naming_it():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        edge = EdgeProxy(EdgeLimits(), listen=("127.0.0.1", port), gateway=("127.0.0.1", free_port()))
+        with pytest.raises(EdgeProxyError, match=f"cannot listen on 127.0.0.1:{port}"):
+            edge.start()
+    assert not edge.is_running()
