@@ -51,6 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "benchmarks/README.md)",
     )
     parser.add_argument(
+        "--edge-proxy",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="HAProxy on --host:--port in front of the gateway, holding its admission limits: overload "
+        "is refused in C before it costs the gateway's event loop; auto: when haproxy is installed "
+        "(default; docs/serving.md)",
+    )
+    parser.add_argument(
         "--example",
         type=Path,
         default=EXAMPLE_REQUEST,
@@ -99,5 +107,6 @@ def run(args: argparse.Namespace) -> int:
         triton_grpc_port=args.triton_grpc_port,
         example=args.example,
         workers=args.workers,
+        edge_proxy=args.edge_proxy,
     )
     return serve(options)

@@ -7,17 +7,26 @@ backend     local Triton (nvidia-pytriton's tritonserver, Python backend + ONNX 
             cannot start and the backend is "auto", the same ONNX in-process (ONNX Runtime),
             said in the log
 gateway     uvicorn in the foreground; Ctrl-C stops it, then Triton (its work folder removed)
+edge        HAProxy on the public address in front of the gateway (which then listens on a free
+            port of 127.0.0.1) when haproxy is installed or --edge-proxy on: it holds the gateway's
+            admission limits and refuses overload in C, before it costs the gateway's event loop
+            (strategist.serving.edge_proxy); restarted within a second when it exits
 
 The API key is never printed: the "Try it" line reads it from $STRATEGIST_API_KEY.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import shlex
+import signal
+import socket
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,13 +35,15 @@ from export.repository import BUILD_INFO_FILE, build_cpu_repository
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
 from strategist.errors import StrategistError
+from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy, EdgeProxyError, find_haproxy
 from strategist.serving.example_payload import write_example_request
 from strategist.serving.supervisor import TritonSupervisor
-from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError
+from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError, free_port
 
 log = logging.getLogger("strategist.serve")
 
 BackendChoice = Literal["auto", "triton", "onnxruntime"]
+EdgeChoice = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -47,6 +58,8 @@ class ServeOptions:
     triton_grpc_port: int | None = None
     example: Path | None = None
     workers: int = 1  # gateway processes (uvicorn workers sharing one socket), one event loop each
+    # HAProxy in front, refusing overload before the gateway; auto: when haproxy is installed.
+    edge_proxy: EdgeChoice = "auto"
 
 
 def onnx_path(repo: Path) -> Path:
@@ -145,6 +158,61 @@ def ensure_example(path: Path | None) -> Path | None:
         return None
 
 
+def _wants_edge(choice: EdgeChoice) -> bool:
+    """Whether to run the edge proxy: "on" needs haproxy (EdgeProxyError naming it otherwise)."""
+    if choice == "off":
+        return False
+    try:
+        find_haproxy()
+    except EdgeProxyError:
+        if choice == "on":
+            raise
+        log.warning(
+            "no edge proxy (haproxy is not installed): the gateway refuses overload itself, on the "
+            "event loop that serves the admitted requests, which lowers goodput under overload "
+            "(docs/serving.md); apt-get install haproxy, or --edge-proxy off to silence this"
+        )
+        return False
+    return True
+
+
+def _run_edge(
+    edge: EdgeProxy,
+    up: threading.Event,
+    failed: threading.Event,
+    stop: threading.Event,
+    period_s: float = 1.0,
+) -> None:
+    """Start the edge proxy once the gateway accepts connections (so its health check finds it
+    up), set `up`, then restart the proxy whenever it exits, until `stop`. When it cannot start,
+    `failed` is set and the gateway stopped (SIGINT to this process): a stack nobody can reach is
+    no use."""
+    while not stop.is_set():
+        with contextlib.suppress(OSError), socket.create_connection(edge.gateway, timeout=0.5):
+            break
+        stop.wait(0.05)
+    try:
+        edge.start()
+    except EdgeProxyError as exc:
+        log.error("edge proxy did not start, stopping: %s", exc)
+        failed.set()
+        up.set()
+        os.kill(os.getpid(), signal.SIGINT)
+        return
+    host, port = edge.gateway
+    log.info("edge proxy (HAProxy pid %s) on %s -> gateway on http://%s:%s; limits %s",
+             edge.pid, edge.url, host, port, edge.limits)  # fmt: skip
+    up.set()
+    while not stop.wait(period_s):
+        try:
+            code = edge.restart_if_exited()
+        except EdgeProxyError as exc:
+            log.error("edge proxy could not be restarted (trying again in %.0f s): %s", period_s, exc)
+            continue
+        if code is not None:
+            log.warning("edge proxy exited with code %s; restarted (pid %s)", code, edge.pid)
+
+
 def serve(options: ServeOptions) -> int:
     """Run the whole local stack in the foreground until Ctrl-C; returns the exit code."""
     import uvicorn
@@ -163,11 +231,27 @@ def serve(options: ServeOptions) -> int:
         TritonSupervisor(triton, start_timeout_s=options.triton_timeout_s).start() if triton else None
     )
     url = f"http://{options.host}:{options.port}"
+    gateway_host, gateway_port = options.host, options.port
+    edge: EdgeProxy | None = None
+    edge_up, edge_failed, stop_watch = threading.Event(), threading.Event(), threading.Event()
+    if _wants_edge(options.edge_proxy):
+        gateway_host, gateway_port = "127.0.0.1", free_port()
+        settings = settings.model_copy(update={"trust_request_start": True})
+        edge = EdgeProxy(
+            EdgeLimits.from_settings(settings, options.workers),
+            listen=(options.host, options.port),
+            gateway=(gateway_host, gateway_port),
+        )
+        threading.Thread(
+            target=_run_edge, args=(edge, edge_up, edge_failed, stop_watch), name="edge-proxy", daemon=True
+        ).start()
 
     class AnnouncingServer(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
-            if self.started:
+            if edge is not None:  # the edge starts once the gateway listens: wait for it to say so
+                await asyncio.to_thread(edge_up.wait, 30.0)
+            if self.started and (edge is None or edge.is_running()):
                 lines = [
                     f"Virtual Strategist serving on {url} (backend: {settings.backend}; docs: {url}/docs)",
                     "Try it:",
@@ -182,7 +266,7 @@ def serve(options: ServeOptions) -> int:
     # Built in both modes: with workers it only answers `started` (the worker processes build their own).
     server = AnnouncingServer(
         uvicorn.Config(
-            create_app(settings), host=options.host, port=options.port, log_level="info", access_log=False
+            create_app(settings), host=gateway_host, port=gateway_port, log_level="info", access_log=False
         )
     )
     try:
@@ -198,8 +282,8 @@ def serve(options: ServeOptions) -> int:
                 "server.main:create_app",
                 factory=True,
                 workers=options.workers,
-                host=options.host,
-                port=options.port,
+                host=gateway_host,
+                port=gateway_port,
                 log_level="info",
                 access_log=False,
             )
@@ -208,7 +292,11 @@ def serve(options: ServeOptions) -> int:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; the stop is intended.
         log.info("Ctrl-C: gateway stopped")
     finally:
+        stop_watch.set()
+        if edge is not None:
+            log.info("stopping the edge proxy")
+            edge.close()
         if supervisor is not None:
             log.info("stopping Triton")
             supervisor.close()
-    return 0 if started or server.started else 1
+    return 0 if (started or server.started) and not edge_failed.is_set() else 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers.skips import skip_without_triton
+from helpers.skips import requires_haproxy, skip_without_triton
 from helpers.tiny import save_tiny_checkpoint
 
 from server.settings import GatewaySettings
@@ -255,3 +255,60 @@ def test_worker_processes_rebuild_the_same_gateway_settings(tmp_path, monkeypatc
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert GatewaySettings() == settings
+
+
+@requires_haproxy
+def test_serve_puts_the_edge_proxy_in_front_and_stops_it_on_ctrl_c(checkpoint, tmp_path):
+    port = _free_port()
+    command = [sys.executable, "-m", "strategist.cli", "serve", "--checkpoint", str(checkpoint),
+               "--repo", str(tmp_path / "repo"), "--port", str(port), "--backend", "onnxruntime",
+               "--edge-proxy", "on", "--example", str(EXAMPLE)]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        edge_match, _ = _read_until(
+            process, r"edge proxy \(HAProxy pid (\d+)\) on (\S+) -> gateway on (\S+);", 120
+        )
+        _read_until(process, r"Ctrl-C stops", 60)
+        assert edge_match.group(2) == f"http://127.0.0.1:{port}"
+        gateway_url = edge_match.group(3)
+        assert gateway_url.startswith("http://127.0.0.1:") and not gateway_url.endswith(f":{port}")
+        response = httpx.post(f"http://127.0.0.1:{port}/predict", json=json.loads(EXAMPLE.read_text()),
+                              headers={"x-request-id": "pit-wall-7"}, timeout=30)  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == "pit-wall-7"
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+    assert code == 0
+    assert (
+        not Path(f"/proc/{edge_match.group(1)}").exists()
+        or "Z" in Path(f"/proc/{edge_match.group(1)}/stat").read_text().rsplit(")", 1)[1].split()[:1]
+    ), "HAProxy still running after Ctrl-C"
+    assert not _port_open(f"127.0.0.1:{port}")
+
+
+def test_edge_proxy_on_without_haproxy_names_what_is_missing(monkeypatch):
+    from strategist.serving import edge_proxy
+
+    monkeypatch.setattr(edge_proxy.shutil, "which", lambda name: None)
+    monkeypatch.setattr(edge_proxy.Path, "is_file", lambda self: False)
+    with pytest.raises(edge_proxy.EdgeProxyError, match="apt-get install haproxy"):
+        local_stack._wants_edge("on")
+    assert local_stack._wants_edge("auto") is False
+    assert local_stack._wants_edge("off") is False
+
+
+@requires_haproxy
+def test_serve_stops_with_the_reason_when_the_edge_cannot_take_its_port(checkpoint, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "strategist.cli", "serve", "--checkpoint", str(checkpoint),
+                   "--repo", str(tmp_path / "repo"), "--port", str(port), "--backend", "onnxruntime",
+                   "--edge-proxy", "on", "--example", str(EXAMPLE)]  # fmt: skip
+        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "edge proxy did not start" in done.stderr and "Virtual Strategist serving on" not in done.stderr
