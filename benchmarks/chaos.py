@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -43,9 +44,11 @@ from typing import Any
 
 from benchmarks import http_load
 from benchmarks.services import Sample, group_cpu_s, uvicorn_server
+from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
+from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy
 from strategist.serving.supervisor import TritonSupervisor
-from strategist.serving.triton_launcher import LocalTriton
+from strategist.serving.triton_launcher import LocalTriton, free_port
 
 MAX_OUTSTANDING = 4096
 # Connections the load keeps to the gateway, as a fleet of clients would: more requests than that
@@ -193,13 +196,17 @@ def _statuses(samples: Sequence[Sample]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _cpu_now(gateway_pgid: int, triton_pgid: int | None) -> dict[str, float]:
-    """CPU seconds so far of the load generator (this process), the gateway and Triton."""
-    return {
+def _cpu_now(gateway_pgid: int, triton_pgid: int | None, edge_pgid: int | None = None) -> dict[str, float]:
+    """CPU seconds so far of the load generator (this process), the gateway and Triton (and the
+    edge proxy when there is one)."""
+    used = {
         "load generator": time.process_time(),
         "gateway": group_cpu_s(gateway_pgid),
         "Triton": group_cpu_s(triton_pgid) if triton_pgid else 0.0,
     }
+    if edge_pgid is not None:
+        used["edge proxy"] = group_cpu_s(edge_pgid)
+    return used
 
 
 def _cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
@@ -247,6 +254,9 @@ async def run_chaos(
     gateway_env: dict[str, str] | None = None,
     connections: int = MAX_CONNECTIONS,
     workers: int = 1,
+    edge_proxy: bool = False,
+    edge_changes: dict[str, int] | None = None,
+    load_nice: int = 0,
 ) -> dict[str, Any]:
     """Run the baseline and `phases` once; returns the measured figures (see the module docstring).
     `gateway_env` adds gateway settings (STRATEGIST_*), `connections` caps the load's connections."""
@@ -263,7 +273,9 @@ async def run_chaos(
         "gateway_env": gateway_env or {},
         "connections": connections,
         "workers": workers,
+        "edge_proxy": edge_proxy,
     }
+    edge: EdgeProxy | None = None
     try:
         env = {
             "STRATEGIST_BACKEND": "triton",
@@ -275,19 +287,42 @@ async def run_chaos(
             "STRATEGIST_LOG_LEVEL": "error",  # one warning per refused request otherwise
             **(gateway_env or {}),
         }
+        if edge_proxy:
+            env["STRATEGIST_TRUST_REQUEST_START"] = "true"
         with uvicorn_server(
             "server.main:create_app", env, "/readyz", "chaos-gateway", workers=workers
         ) as gateway:
-            load = Load(gateway.url, payloads, connections)
+            if edge_proxy:
+                settings = GatewaySettings(
+                    **{k.removeprefix("STRATEGIST_").lower(): v for k, v in env.items()}  # type: ignore[arg-type]
+                )
+                host, port = gateway.url.split("//", 1)[1].split(":")
+                limits = EdgeLimits.from_settings(settings, workers)
+                limits = dataclasses.replace(limits, **(edge_changes or {}))
+                edge = EdgeProxy(
+                    limits,
+                    listen=("127.0.0.1", free_port()),
+                    gateway=(host, int(port)),
+                )
+                edge.start()
+                result["edge_limits"] = dataclasses.asdict(edge.limits)
+            if load_nice:
+                # This thread only (Linux nice is per thread): the load stands in for clients on
+                # other machines and should not outrank the stack it measures; the supervisor's
+                # thread, which restarts Triton, keeps its priority.
+                os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + load_nice)
+                result["load_nice"] = load_nice
+            load = Load(edge.url if edge else gateway.url, payloads, connections)
+            edge_pid = edge.pid if edge else None
             processes_before = stack_processes(marker)
 
             # 1. baseline
             start, end = await _closed_phase(load, 1, 2.0)
             sequential = [s.latency_ms for s in load.window(start, end) if s.status == 200]
             normal_ms = statistics.median(sequential)
-            cpu_at = _cpu_now(gateway.pgid, triton.pid)
+            cpu_at = _cpu_now(gateway.pgid, triton.pid, edge_pid)
             start, end = await _closed_phase(load, concurrency, baseline_s)
-            saturated_cores = _cores_used(cpu_at, _cpu_now(gateway.pgid, triton.pid), end - start)
+            saturated_cores = _cores_used(cpu_at, _cpu_now(gateway.pgid, triton.pid, edge_pid), end - start)
             saturated = load.window(start, end)
             ok = [s for s in saturated if s.status == 200]
             saturated_rps = len(ok) / (end - start)
@@ -373,7 +408,7 @@ async def run_chaos(
 
             # 4. overload
             overload_at = time.monotonic()
-            cpu_at = _cpu_now(gateway.pgid, triton.pid)
+            cpu_at = _cpu_now(gateway.pgid, triton.pid, edge_pid)
             watch_stop = asyncio.Event()
             watch = asyncio.create_task(_watch_gateway(gateway.url, watch_stop))
             offered = await load.open(factor * saturated_rps, overload_s)
@@ -381,7 +416,7 @@ async def run_chaos(
             watch_stop.set()
             gateway_seen = await watch
             overload_cores = _cores_used(
-                cpu_at, _cpu_now(gateway.pgid, triton.pid), overload_end - overload_at
+                cpu_at, _cpu_now(gateway.pgid, triton.pid, edge_pid), overload_end - overload_at
             )
             window = load.window(overload_at, overload_end)
             admitted = [s for s in window if s.status == 200]
@@ -421,6 +456,8 @@ async def run_chaos(
                 for e in supervisor.events
             ]
     finally:
+        if edge is not None:
+            edge.close()
         supervisor.close()
     result["stack_processes_after_close"] = len(stack_processes(marker))
     return result
@@ -488,7 +525,7 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
          _refusal_cpu_ms(base["saturated"], over)),
         ("overload: the gateway's refusals by reason, client disconnects; loop lag median / max (its /metrics)",
          _gateway_seen(over.get("gateway_metrics"))),
-        ("cores used by load generator / gateway / Triton: saturated; overload",
+        (f"cores used by {' / '.join(over.get('cores_used') or ('load generator', 'gateway', 'Triton'))}: saturated; overload",
          f"{_cores(base['saturated'].get('cores_used'))}; {_cores(over.get('cores_used'))}"),
         ("after the overload: back to normal latency in", f"{over['back_to_normal_s']} s (normal median {over['normal_median_ms']} ms)"),
         ("this stack's Triton processes after close", result["stack_processes_after_close"]),
@@ -517,8 +554,9 @@ def markdown(result: dict[str, Any], machine: str, command: str) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in result.get("gateway_env", {}).items()) or "defaults"
     lines = [
         f"Measured with `{command}` on {machine}; gateway under uvicorn in its own process "
-        f"({result.get('workers', 1)} worker{'s' if result.get('workers', 1) > 1 else ''}), loaded over HTTP "
-        "by the benchmark's process; local Triton + supervisor, "
+        f"({result.get('workers', 1)} worker{'s' if result.get('workers', 1) > 1 else ''})"
+        f"{', behind the edge proxy (HAProxy, ' + str(result.get('edge_limits')) + ')' if result.get('edge_proxy') else ''}, "
+        "loaded over HTTP by the benchmark's process; local Triton + supervisor, "
         f"deadline {deadline_ms:.0f} ms, admission control settings: {settings}; "
         f"the load keeps at most {result.get('connections', MAX_CONNECTIONS)} connections.",
         "",
@@ -553,11 +591,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--connections", type=int, default=MAX_CONNECTIONS, help="connections the load keeps")
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (serve --workers)")
+    parser.add_argument(
+        "--edge-proxy", action="store_true", help="HAProxy in front of the gateway (serve --edge-proxy)"
+    )
+    parser.add_argument(
+        "--edge",
+        action="append",
+        default=[],
+        metavar="FIELD=INT",
+        help="an edge proxy limit for this run, e.g. buffer_bytes=16384 or max_queued=32 "
+        "(strategist.serving.edge_proxy.EdgeLimits; repeat)",
+    )
+    parser.add_argument(
+        "--load-nice",
+        type=int,
+        default=0,
+        help="lower the load generator's priority by this (nice), as if its clients were elsewhere",
+    )
     args = parser.parse_args(argv)
     phases = tuple(p for p in args.phases.split(",") if p)
     if not set(phases) <= set(PHASES) or "overload" not in phases:
         parser.error(f"--phases: choose from {PHASES}; overload is always needed")
     gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
+    edge_fields = {f.name for f in dataclasses.fields(EdgeLimits)}
+    edge_changes: dict[str, int] = {}
+    for item in args.edge:
+        name, _, value = item.partition("=")
+        if name not in edge_fields or not value.isdigit():
+            parser.error(f"--edge {item!r}: give FIELD=INT with FIELD one of {sorted(edge_fields)}")
+        edge_changes[name] = int(value)
+    if edge_changes and not args.edge_proxy:
+        parser.error("--edge changes the edge proxy's limits: add --edge-proxy")
     if args.concurrency < 1 or args.factor <= 0:
         parser.error("--concurrency must be >= 1 and --factor > 0")
 
@@ -578,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
             gateway_env=gateway_env,
             connections=args.connections,
             workers=args.workers,
+            edge_proxy=args.edge_proxy,
+            edge_changes=edge_changes,
+            load_nice=args.load_nice,
         )
     )
     result["load_avg_at_end"] = os.getloadavg()
