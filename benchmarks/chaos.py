@@ -47,6 +47,7 @@ from benchmarks.services import Sample, group_cpu_s, uvicorn_server
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
 from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy
+from strategist.serving.local_stack import wants_edge_proxy
 from strategist.serving.supervisor import TritonSupervisor
 from strategist.serving.triton_launcher import LocalTriton, free_port
 
@@ -592,7 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=MAX_CONNECTIONS, help="connections the load keeps")
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (serve --workers)")
     parser.add_argument(
-        "--edge-proxy", action="store_true", help="HAProxy in front of the gateway (serve --edge-proxy)"
+        "--edge-proxy",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="HAProxy in front of the gateway, as serve --edge-proxy (default auto: when installed)",
     )
     parser.add_argument(
         "--edge",
@@ -620,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
         if name not in edge_fields or not value.isdigit():
             parser.error(f"--edge {item!r}: give FIELD=INT with FIELD one of {sorted(edge_fields)}")
         edge_changes[name] = int(value)
-    if edge_changes and not args.edge_proxy:
-        parser.error("--edge changes the edge proxy's limits: add --edge-proxy")
+    edge_proxy = wants_edge_proxy(args.edge_proxy)
+    if edge_changes and not edge_proxy:
+        parser.error("--edge changes the edge proxy's limits, and this run has none")
     if args.concurrency < 1 or args.factor <= 0:
         parser.error("--concurrency must be >= 1 and --factor > 0")
 
@@ -642,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
             gateway_env=gateway_env,
             connections=args.connections,
             workers=args.workers,
-            edge_proxy=args.edge_proxy,
+            edge_proxy=edge_proxy,
             edge_changes=edge_changes,
             load_nice=args.load_nice,
         )

@@ -158,7 +158,7 @@ def ensure_example(path: Path | None) -> Path | None:
         return None
 
 
-def _wants_edge(choice: EdgeChoice) -> bool:
+def wants_edge_proxy(choice: EdgeChoice) -> bool:
     """Whether to run the edge proxy: "on" needs haproxy (EdgeProxyError naming it otherwise)."""
     if choice == "off":
         return False
@@ -234,7 +234,7 @@ def serve(options: ServeOptions) -> int:
     gateway_host, gateway_port = options.host, options.port
     edge: EdgeProxy | None = None
     edge_up, edge_failed, stop_watch = threading.Event(), threading.Event(), threading.Event()
-    if _wants_edge(options.edge_proxy):
+    if wants_edge_proxy(options.edge_proxy):
         gateway_host, gateway_port = "127.0.0.1", free_port()
         settings = settings.model_copy(update={"trust_request_start": True})
         edge = EdgeProxy(

@@ -295,9 +295,9 @@ def test_edge_proxy_on_without_haproxy_names_what_is_missing(monkeypatch):
     monkeypatch.setattr(edge_proxy.shutil, "which", lambda name: None)
     monkeypatch.setattr(edge_proxy.Path, "is_file", lambda self: False)
     with pytest.raises(edge_proxy.EdgeProxyError, match="apt-get install haproxy"):
-        local_stack._wants_edge("on")
-    assert local_stack._wants_edge("auto") is False
-    assert local_stack._wants_edge("off") is False
+        local_stack.wants_edge_proxy("on")
+    assert local_stack.wants_edge_proxy("auto") is False
+    assert local_stack.wants_edge_proxy("off") is False
 
 
 @requires_haproxy
