@@ -138,7 +138,7 @@ def _distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: ask the kernel to SIGTERM the child when the parent (thread) dies."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -261,7 +261,7 @@ class LocalTriton:
             stdin=subprocess.DEVNULL,
             env=_server_environment(_libs_dir()),
             cwd=self._workdir,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,  # own process group: stop() reaches the stubs, Ctrl-C goes to us
         )
         atexit.register(self.close)

@@ -9,10 +9,13 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +23,7 @@ import uvicorn
 from helpers.skips import requires_haproxy
 
 from server.settings import GatewaySettings
+from strategist.paths import PROJECT_ROOT
 from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy, EdgeProxyError, render_config
 from strategist.serving.triton_launcher import free_port
 
@@ -84,6 +88,8 @@ def test_limits_come_from_the_gateway_settings_per_worker():
     settings = GatewaySettings(max_in_flight=6, max_queued=40, request_deadline_s=1.5, body_timeout_s=7)
     limits = EdgeLimits.from_settings(settings, workers=2)
     assert (limits.max_in_flight, limits.max_queued) == (12, 40)
+    # A short queue at the edge: 4 per slot, so an admitted request waits a few service times.
+    assert EdgeLimits.from_settings(GatewaySettings(max_in_flight=8)).max_queued == 32
     assert limits.queue_wait_s == pytest.approx(0.75)  # half the deadline, as the gateway's own queue
     assert limits.header_timeout_s == 7
     config = render_config(limits, ("0.0.0.0", 8080), ("127.0.0.1", 9001))
@@ -180,3 +186,29 @@ def test_a_port_another_process_listens_on_is_refused_naming_it():
         with pytest.raises(EdgeProxyError, match=f"cannot listen on 127.0.0.1:{port}"):
             edge.start()
     assert not edge.is_running()
+
+
+@requires_haproxy
+def test_haproxy_dies_with_a_parent_killed_without_cleanup():
+    script = (
+        "import sys, time\n"
+        "from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy\n"
+        "from strategist.serving.triton_launcher import free_port\n"
+        "edge = EdgeProxy(EdgeLimits(), ('127.0.0.1', free_port()), ('127.0.0.1', free_port())).start()\n"
+        "print(edge.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+    )
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert Path(f"/proc/{pid}").exists()
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists(), "HAProxy outlived its killed parent"
