@@ -10,8 +10,7 @@ What it enforces, from the gateway's own settings (EdgeLimits.from_settings), on
 paths only (health, readiness and metrics go straight through, never queued behind predictions):
 
 - at most `max_in_flight` prediction requests at the gateway at once (the server's maxconn);
-- more wait in HAProxy's queue, in arrival order, at most `max_queued` (QUEUED_PER_SLOT per slot,
-  and never more than the gateway's own max_queued); one more -> 429 +
+- more wait in HAProxy's queue, in arrival order, at most `max_queued`; one more -> 429 +
   Retry-After at once;
 - one still waiting after `queue_wait_s` (half the deadline, as the gateway's own queue) -> 503 +
   Retry-After;
@@ -51,14 +50,6 @@ if TYPE_CHECKING:
     from server.settings import GatewaySettings
 
 
-# Requests that may wait at the edge per in-flight slot. HAProxy's queue has a fixed wait bound,
-# not the gateway's expected-wait estimate, so under overload a long queue makes every admitted
-# request wait the whole bound: with 256 places admitted p50 was 510 ms, with 32 (4 per slot) 82 ms
-# at the same goodput (docs/serving.md, ablation). Refusing at the edge is cheap, so a short queue
-# costs nothing but the 429s a client sees sooner.
-QUEUED_PER_SLOT = 4
-
-
 class EdgeProxyError(StrategistError):
     """HAProxy is missing, its configuration was refused, or it did not start listening."""
 
@@ -66,7 +57,12 @@ class EdgeProxyError(StrategistError):
 @dataclass(frozen=True)
 class EdgeLimits:
     max_in_flight: int = 8
-    max_queued: int = 32
+    # Requests that may wait at the edge. The gateway's own max_queued by default, so closed-loop
+    # clients queue rather than retry into 429s (256 such clients: 535 req/s with 256 places, 291
+    # with 32). HAProxy's queue has a fixed wait bound, not the gateway's expected-wait estimate,
+    # so under open-loop overload every admitted request waits about that bound (4x: p50 510 ms
+    # with 256 places, 82 ms with 32, at the same goodput; docs/serving.md, ablation).
+    max_queued: int = 256
     queue_wait_s: float = 1.0
     retry_after_s: int = 1
     max_connections: int = 4096  # client connections HAProxy accepts (keep-alive clients hold one each)
@@ -87,7 +83,7 @@ class EdgeLimits:
         max_in_flight = settings.max_in_flight * workers
         return cls(
             max_in_flight=max_in_flight,
-            max_queued=min(settings.max_queued, QUEUED_PER_SLOT * max_in_flight),
+            max_queued=settings.max_queued,
             queue_wait_s=QUEUE_HORIZON * settings.request_deadline_s,
             header_timeout_s=settings.body_timeout_s,
             server_timeout_s=settings.max_request_deadline_s + 5.0,
