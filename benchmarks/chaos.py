@@ -1,11 +1,12 @@
 """Chaos against the local stack: kill -9 of Triton under load, SIGSTOP of Triton, 4x overload.
 
-    python -m benchmarks.chaos [--concurrency 8] [--deadline 1.0] [--stop 10] [--overload 30] [--factor 4]
+    python -m benchmarks.chaos [--edge-proxy auto|on|off] [--concurrency N] [--deadline 1.0] [--stop 10] [--overload 30] [--factor 4]
 
 The pieces `strategist serve` runs: a local Triton (strategist.serving.triton_launcher) watched by
 the supervisor (strategist.serving.supervisor, its default checks, in this process), and the gateway
 (server.main:create_app under uvicorn in a process of its own, admission control at its defaults but
-the deadline), loaded over HTTP on 127.0.0.1 by this process (keep-alive connections, pre-encoded
+the deadline) behind the edge proxy where HAProxy is installed (strategist.serving.edge_proxy, with
+the gateway's settings behind it: `behind_edge`), loaded over HTTP on 127.0.0.1 by this process (keep-alive connections, pre-encoded
 requests: benchmarks.http_load), so the load generator never takes the gateway's event loop or GIL.
 Every request carries the gateway deadline. Phases:
 
@@ -46,8 +47,8 @@ from benchmarks import http_load
 from benchmarks.services import Sample, group_cpu_s, uvicorn_server
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
-from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy
-from strategist.serving.local_stack import wants_edge_proxy
+from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy, behind_edge
+from strategist.serving.local_stack import settings_environment, wants_edge_proxy
 from strategist.serving.supervisor import TritonSupervisor
 from strategist.serving.triton_launcher import LocalTriton, free_port
 
@@ -243,7 +244,7 @@ async def run_chaos(
     repo: Path,
     bodies: Sequence[dict[str, Any]],
     *,
-    concurrency: int = 8,
+    concurrency: int | None = None,
     deadline_s: float = 1.0,
     baseline_s: float = 5.0,
     stop_s: float = 10.0,
@@ -269,7 +270,6 @@ async def run_chaos(
     supervisor = TritonSupervisor(triton, start_timeout_s=60.0).start()
     marker = triton._shm_prefix  # on the server's and every stub's command line
     result: dict[str, Any] = {
-        "concurrency": concurrency,
         "deadline_s": deadline_s,
         "gateway_env": gateway_env or {},
         "connections": connections,
@@ -288,15 +288,20 @@ async def run_chaos(
             "STRATEGIST_LOG_LEVEL": "error",  # one warning per refused request otherwise
             **(gateway_env or {}),
         }
-        if edge_proxy:
-            env["STRATEGIST_TRUST_REQUEST_START"] = "true"
+        settings = GatewaySettings(
+            **{k.removeprefix("STRATEGIST_").lower(): v for k, v in env.items()}  # type: ignore[arg-type]
+        )
+        if edge_proxy:  # as `strategist serve` runs the gateway behind its edge
+            settings = behind_edge(settings)
+            env.update(settings_environment(settings))
+        if concurrency is None:  # enough closed-loop clients to fill every slot: the stack's best
+            concurrency = settings.max_in_flight * workers
+        result["concurrency"] = concurrency
+        result["gateway_in_flight"] = settings.max_in_flight
         with uvicorn_server(
             "server.main:create_app", env, "/readyz", "chaos-gateway", workers=workers
         ) as gateway:
             if edge_proxy:
-                settings = GatewaySettings(
-                    **{k.removeprefix("STRATEGIST_").lower(): v for k, v in env.items()}  # type: ignore[arg-type]
-                )
                 host, port = gateway.url.split("//", 1)[1].split(":")
                 limits = EdgeLimits.from_settings(settings, workers)
                 limits = dataclasses.replace(limits, **(edge_changes or {}))
@@ -572,7 +577,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import report, services
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="closed-loop clients of the baseline, kill and stop phases (default: the stack's in-flight "
+        "bound, so the baseline fills every slot)",
+    )
     parser.add_argument("--deadline", type=float, default=1.0, help="gateway request deadline, s")
     parser.add_argument("--stop", type=float, default=10.0, help="seconds Triton stays SIGSTOPped")
     parser.add_argument("--overload", type=float, default=30.0, help="seconds of overload")
@@ -627,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     edge_proxy = wants_edge_proxy(args.edge_proxy)
     if edge_changes and not edge_proxy:
         parser.error("--edge changes the edge proxy's limits, and this run has none")
-    if args.concurrency < 1 or args.factor <= 0:
+    if (args.concurrency is not None and args.concurrency < 1) or args.factor <= 0:
         parser.error("--concurrency must be >= 1 and --factor > 0")
 
     http_load.install_uvloop()  # the load generator runs in this process

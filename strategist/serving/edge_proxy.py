@@ -50,6 +50,22 @@ if TYPE_CHECKING:
     from server.settings import GatewaySettings
 
 
+# The gateway's in-flight bound behind the edge, unless set. Its default (8) keeps admitted answers
+# in time on an event loop that also refuses the overload; behind the edge it refuses nothing, and
+# 16 keep Triton's batcher fuller: under 4x overload for 30 s, 536 req/s answered (0.94x of that
+# stack's saturated 572) against 474 (0.90x of 529) with 8 (docs/serving.md, ablation).
+GATEWAY_IN_FLIGHT_BEHIND_EDGE = 16
+
+
+def behind_edge(settings: GatewaySettings) -> GatewaySettings:
+    """The gateway's settings behind the edge: its deadline runs from the edge's X-Request-Start,
+    and its in-flight bound is GATEWAY_IN_FLIGHT_BEHIND_EDGE unless one was set."""
+    update: dict[str, object] = {"trust_request_start": True}
+    if "max_in_flight" not in settings.model_fields_set:
+        update["max_in_flight"] = GATEWAY_IN_FLIGHT_BEHIND_EDGE
+    return settings.model_copy(update=update)
+
+
 class EdgeProxyError(StrategistError):
     """HAProxy is missing, its configuration was refused, or it did not start listening."""
 

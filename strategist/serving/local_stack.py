@@ -35,7 +35,7 @@ from export.repository import BUILD_INFO_FILE, build_cpu_repository
 from server.settings import GatewaySettings
 from strategist.contract import CPU_MODEL_NAME
 from strategist.errors import StrategistError
-from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy, EdgeProxyError, find_haproxy
+from strategist.serving.edge_proxy import EdgeLimits, EdgeProxy, EdgeProxyError, behind_edge, find_haproxy
 from strategist.serving.example_payload import write_example_request
 from strategist.serving.supervisor import TritonSupervisor
 from strategist.serving.triton_launcher import LocalTriton, TritonLaunchError, free_port
@@ -236,7 +236,7 @@ def serve(options: ServeOptions) -> int:
     edge_up, edge_failed, stop_watch = threading.Event(), threading.Event(), threading.Event()
     if wants_edge_proxy(options.edge_proxy):
         gateway_host, gateway_port = "127.0.0.1", free_port()
-        settings = settings.model_copy(update={"trust_request_start": True})
+        settings = behind_edge(settings)
         edge = EdgeProxy(
             EdgeLimits.from_settings(settings, options.workers),
             listen=(options.host, options.port),

@@ -210,3 +210,14 @@ def test_haproxy_dies_with_a_parent_killed_without_cleanup():
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists(), "HAProxy outlived its killed parent"
+
+
+def test_behind_the_edge_the_gateway_trusts_its_stamp_and_fills_more_slots_unless_told():
+    from strategist.serving.edge_proxy import GATEWAY_IN_FLIGHT_BEHIND_EDGE, behind_edge
+
+    plain = behind_edge(GatewaySettings())
+    assert plain.trust_request_start and plain.max_in_flight == GATEWAY_IN_FLIGHT_BEHIND_EDGE
+    chosen = behind_edge(GatewaySettings(max_in_flight=5))
+    assert chosen.trust_request_start and chosen.max_in_flight == 5
+    # What a worker process rebuilds from the environment is the same.
+    assert {"trust_request_start", "max_in_flight"} <= plain.model_fields_set
