@@ -38,15 +38,17 @@ def test_bound_is_one_less_the_refused_share_of_the_admitted_cost():
 def test_one_short_row_measures_the_server_and_renders(tmp_path: Path):
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
-    row = refusal_floor.measure("bare", empty, rate=40.0, seconds=1.0, work=tmp_path)
-    assert row["statuses"] == {"429": 40}
+    # 400 refusals: enough server CPU (~0.1 ms each) to span several 10 ms ticks of /proc's clock
+    # even on a fast box (40 measured 0 ticks there).
+    row = refusal_floor.measure("bare", empty, rate=400.0, seconds=1.0, work=tmp_path)
+    assert row["statuses"] == {"429": 400}
     assert row["server_cpu_ms_per_request"] > 0
     result = {
         "machine": "test machine", "seconds": 1.0, "factor": 4.0, "admitted_ms": 6.0,
         "admitted_source": "test", "rows": [row],
     }  # fmt: skip
     table = refusal_floor.markdown(result, "python -m benchmarks.refusal_floor")
-    assert f"| bare | 2 B | 40 | {json.dumps(row['statuses'])} |" in table
+    assert f"| bare | 2 B | 400 | {json.dumps(row['statuses'])} |" in table
     assert table.rstrip().endswith(f"{refusal_floor.bound(row['server_cpu_ms_per_request'], 6.0, 4.0)} |")
 
 
