@@ -115,8 +115,11 @@ def _json_body(detail: str) -> str:
     return "'" + body.replace('"REQUEST_ID"', '"%[var(txn.request_id)]"') + "'"
 
 
-def render_config(limits: EdgeLimits, listen: tuple[str, int], gateway: tuple[str, int]) -> str:
-    """The HAProxy configuration for `limits` (see the module docstring)."""
+def render_config(
+    limits: EdgeLimits, listen: tuple[str, int], gateway: tuple[str, int], metrics_port: int | None = None
+) -> str:
+    """The HAProxy configuration for `limits` (see the module docstring); with `metrics_port`,
+    HAProxy's own Prometheus metrics on 127.0.0.1:metrics_port/metrics (its refusals by status)."""
     from server.admission import REQUEST_START_HEADER
     from server.main import PREDICT_ENDPOINTS
 
@@ -134,6 +137,16 @@ def render_config(limits: EdgeLimits, listen: tuple[str, int], gateway: tuple[st
         f"the gateway is not reachable behind the edge proxy: retry after {limits.retry_after_s} s"
     )
     retry = f"hdr retry-after {limits.retry_after_s} hdr x-request-id %[var(txn.request_id)]"
+    metrics = (
+        ""
+        if metrics_port is None
+        else f"""
+frontend metrics
+    bind 127.0.0.1:{metrics_port}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request return status 404
+"""
+    )
     return f"""\
 # Written by strategist.serving.edge_proxy; regenerated at every start.
 global
@@ -182,7 +195,7 @@ backend rest
     http-error status 502 content-type application/json lf-string {gateway_down} {retry}
     http-error status 503 content-type application/json lf-string {gateway_down} {retry}
     server gateway {gateway[0]}:{gateway[1]}
-"""
+{metrics}"""
 
 
 def _check_free(address: tuple[str, int]) -> None:
@@ -213,16 +226,28 @@ def find_haproxy() -> Path:
 class EdgeProxy:
     """An HAProxy process listening on `listen`, forwarding to the gateway at `gateway`."""
 
-    def __init__(self, limits: EdgeLimits, listen: tuple[str, int], gateway: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        limits: EdgeLimits,
+        listen: tuple[str, int],
+        gateway: tuple[str, int],
+        metrics_port: int | None = None,
+    ) -> None:
         self.limits = limits
         self.listen = listen
         self.gateway = gateway
+        self.metrics_port = metrics_port
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.listen[0]}:{self.listen[1]}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """HAProxy's Prometheus metrics (loopback only), e.g. haproxy_frontend_http_responses_total."""
+        return None if self.metrics_port is None else f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def pid(self) -> int | None:
@@ -243,7 +268,7 @@ class EdgeProxy:
         _check_free(self.listen)
         self._workdir = Path(tempfile.mkdtemp(prefix="strategist-edge-"))
         config = self._workdir / "haproxy.cfg"
-        config.write_text(render_config(self.limits, self.listen, self.gateway))
+        config.write_text(render_config(self.limits, self.listen, self.gateway, self.metrics_port))
         check = subprocess.run(
             [str(binary), "-c", "-q", "-f", str(config)], capture_output=True, text=True, check=False
         )

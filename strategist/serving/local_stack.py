@@ -200,8 +200,8 @@ def _run_edge(
         os.kill(os.getpid(), signal.SIGINT)
         return
     host, port = edge.gateway
-    log.info("edge proxy (HAProxy pid %s) on %s -> gateway on http://%s:%s; limits %s",
-             edge.pid, edge.url, host, port, edge.limits)  # fmt: skip
+    log.info("edge proxy (HAProxy pid %s) on %s -> gateway on http://%s:%s; its metrics %s; limits %s",
+             edge.pid, edge.url, host, port, edge.metrics_url, edge.limits)  # fmt: skip
     up.set()
     while not stop.wait(period_s):
         try:
@@ -241,6 +241,7 @@ def serve(options: ServeOptions) -> int:
             EdgeLimits.from_settings(settings, options.workers),
             listen=(options.host, options.port),
             gateway=(gateway_host, gateway_port),
+            metrics_port=free_port(),
         )
         threading.Thread(
             target=_run_edge, args=(edge, edge_up, edge_failed, stop_watch), name="edge-proxy", daemon=True

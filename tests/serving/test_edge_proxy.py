@@ -70,7 +70,12 @@ def slow_app() -> Iterator[tuple[SlowApp, int]]:
 
 
 def _edge(port: int, **limits) -> EdgeProxy:
-    return EdgeProxy(EdgeLimits(**limits), listen=("127.0.0.1", free_port()), gateway=("127.0.0.1", port))
+    return EdgeProxy(
+        EdgeLimits(**limits),
+        listen=("127.0.0.1", free_port()),
+        gateway=("127.0.0.1", port),
+        metrics_port=free_port(),
+    )
 
 
 def _posts(url: str, count: int, headers: dict[str, str] | None = None) -> list[httpx.Response]:
@@ -101,6 +106,8 @@ def test_beyond_the_bound_and_its_queue_is_429_with_retry_after_before_the_app(s
     app, port = slow_app
     with _edge(port, max_in_flight=2, max_queued=2, queue_wait_s=5.0).start() as edge:
         responses = _posts(edge.url, 6)
+        assert edge.metrics_url is not None
+        metrics = httpx.get(edge.metrics_url, timeout=5).text
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200, 200, 200, 429, 429], statuses
     assert app.seen == 4 and app.most_at_once == 2
@@ -109,6 +116,13 @@ def test_beyond_the_bound_and_its_queue_is_429_with_retry_after_before_the_app(s
     body = refused.json()
     assert "at capacity (2 in flight, 2 waiting)" in body["detail"]
     assert body["request_id"] == refused.headers["x-request-id"] and body["request_id"].startswith("car-")
+    # The edge's own metrics count its refusals.
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('haproxy_frontend_http_responses_total{proxy="api",code="4xx"}')
+    ]
+    assert counted and float(counted[0].split()[-1]) >= 2, counted
 
 
 @requires_haproxy

@@ -268,7 +268,7 @@ def test_serve_puts_the_edge_proxy_in_front_and_stops_it_on_ctrl_c(checkpoint, t
     )
     try:
         edge_match, _ = _read_until(
-            process, r"edge proxy \(HAProxy pid (\d+)\) on (\S+) -> gateway on (\S+);", 120
+            process, r"edge proxy \(HAProxy pid (\d+)\) on (\S+) -> gateway on (\S+); its metrics (\S+);", 120
         )
         _read_until(process, r"Ctrl-C stops", 60)
         assert edge_match.group(2) == f"http://127.0.0.1:{port}"
@@ -278,6 +278,7 @@ def test_serve_puts_the_edge_proxy_in_front_and_stops_it_on_ctrl_c(checkpoint, t
                               headers={"x-request-id": "pit-wall-7"}, timeout=30)  # fmt: skip
         assert response.status_code == 200, response.text
         assert response.headers["x-request-id"] == "pit-wall-7"
+        assert "haproxy_frontend_http_requests_total" in httpx.get(edge_match.group(4), timeout=5).text
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=30)
