@@ -21,7 +21,9 @@ from server.admission import CLIENT_GONE
 from server.metrics import GatewayMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client-chosen id is echoed only if it is harmless
+CLIENT_REQUEST_ID = re.compile(
+    r"^[A-Za-z0-9._:-]{1,64}$"
+)  # a client-chosen id is echoed only if it is harmless
 
 ERROR_REASONS = {
     400: "bad_request",
@@ -62,7 +64,7 @@ class GatewayMiddleware:
         started = time.perf_counter()
         headers = Headers(scope=scope)
         client_id = headers.get(REQUEST_ID_HEADER, "")
-        request_id = client_id if _CLIENT_ID.match(client_id) else uuid.uuid4().hex
+        request_id = client_id if CLIENT_REQUEST_ID.match(client_id) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope["path"]
         endpoint = path if path in self.endpoints else "other"

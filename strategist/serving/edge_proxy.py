@@ -3,7 +3,7 @@
 Why: the gateway's admission control (server.admission) refuses on the same event loop that serves
 the admitted requests, and under uvicorn even a bare 429 costs ~0.26 ms of that loop
 (benchmarks.refusal_floor). At 4x overload three refusals come for every answer, so on a small
-machine the refusals alone keep goodput near 0.8x of the saturated throughput. HAProxy refuses in C
+machine the refusals alone kept goodput at 0.71-0.76x of the saturated throughput. HAProxy refuses in C
 on its own thread, for a few microseconds each, so the gateway only ever sees what it can serve.
 
 What it enforces, from the gateway's own settings (EdgeLimits.from_settings), on the prediction
@@ -24,7 +24,7 @@ paths only (health, readiness and metrics go straight through, never queued behi
                    gateway=("127.0.0.1", 8081)).start() as edge:
         ...  # clients talk to edge.url
 
-Needs the `haproxy` binary (Debian/Ubuntu: apt-get install haproxy; 2.4 or newer).
+Needs the `haproxy` binary (Debian/Ubuntu: apt-get install haproxy; tested with 2.6).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class EdgeProxyError(StrategistError):
 class EdgeLimits:
     max_in_flight: int = 8
     # Requests that may wait at the edge. The gateway's own max_queued by default, so closed-loop
-    # clients queue rather than retry into 429s (256 such clients: 535 req/s with 256 places, 291
+    # clients queue rather than retry into 429s (256 such clients: 535 req/s with 256 places, 285
     # with 32). HAProxy's queue has a fixed wait bound, not the gateway's expected-wait estimate,
     # so under open-loop overload every admitted request waits about that bound (4x: p50 510 ms
     # with 256 places, 82 ms with 32, at the same goodput; docs/serving.md, ablation).
@@ -82,12 +82,13 @@ class EdgeLimits:
     queue_wait_s: float = 1.0
     retry_after_s: int = 1
     max_connections: int = 4096  # client connections HAProxy accepts (keep-alive clients hold one each)
-    # A request's headers must arrive within this (a slow client holds a connection, not the gateway).
+    # A request's headers and (on the prediction paths) its body up to a buffer must arrive within
+    # this, else 408: a slow client holds a connection here, not a gateway slot.
     header_timeout_s: float = 10.0
     server_timeout_s: float = 15.0  # longest a gateway answer may take (above its longest deadline)
     # Bytes per connection buffer. A 5-lap request is ~70 kB: with HAProxy's 16 kB default each
     # body, forwarded or drained after a refusal, took 5 reads and writes, and 4x overload on
-    # 2 cores kept 0.85x of the saturated throughput; with 128 kB, 0.92x (docs/serving.md).
+    # 2 cores kept 0.84-0.85x of the saturated throughput; with 128 kB, 0.91-0.93x (docs/serving.md).
     buffer_bytes: int = 131_072
 
     @classmethod
@@ -122,6 +123,7 @@ def render_config(
     HAProxy's own Prometheus metrics on 127.0.0.1:metrics_port/metrics (its refusals by status)."""
     from server.admission import REQUEST_START_HEADER
     from server.main import PREDICT_ENDPOINTS
+    from server.middleware import CLIENT_REQUEST_ID
 
     ms = lambda seconds: f"{max(1, round(seconds * 1000))}ms"  # noqa: E731
     paths = " ".join(sorted(PREDICT_ENDPOINTS))
@@ -135,6 +137,9 @@ def render_config(
     )
     gateway_down = _json_body(
         f"the gateway is not reachable behind the edge proxy: retry after {limits.retry_after_s} s"
+    )
+    too_slow = _json_body(
+        f"the request (headers and body) did not arrive within {limits.header_timeout_s:g} s"
     )
     retry = f"hdr retry-after {limits.retry_after_s} hdr x-request-id %[var(txn.request_id)]"
     metrics = (
@@ -169,8 +174,9 @@ defaults
 
 frontend api
     bind {listen[0]}:{listen[1]}
+    http-error status 408 content-type application/json lf-string {too_slow} hdr x-request-id %[var(txn.request_id)]
     # The client's request id when it sent a usable one (as the gateway accepts them), else a new one.
-    http-request set-var(txn.request_id) req.hdr(x-request-id) if {{ req.hdr(x-request-id) -m reg ^[A-Za-z0-9._:-]{{1,64}}$ }}
+    http-request set-var(txn.request_id) req.hdr(x-request-id) if {{ req.hdr(x-request-id) -m reg {CLIENT_REQUEST_ID.pattern} }}
     http-request set-var(txn.request_id) uuid() unless {{ var(txn.request_id) -m found }}
     http-request set-header x-request-id %[var(txn.request_id)]
     # Arrival time at the edge, never the client's: the gateway's deadline runs from here.
@@ -183,6 +189,9 @@ frontend api
 
 backend predict
     http-reuse always
+    # The whole body (up to a buffer) before the request takes a gateway slot: a slow upload holds
+    # a connection here, not one of the gateway's slots.
+    option http-buffer-request
     http-error status 503 content-type application/json lf-string {queue_timeout} {retry}
     http-error status 502 content-type application/json lf-string {gateway_down} {retry}
     http-error status 504 content-type application/json lf-string {gateway_down} {retry}
@@ -217,7 +226,7 @@ def find_haproxy() -> Path:
     )
     if found is None:
         raise EdgeProxyError(
-            "the edge proxy needs HAProxy 2.4 or newer and `haproxy` is not installed "
+            "the edge proxy needs HAProxy (tested with 2.6) and `haproxy` is not installed "
             "(Debian/Ubuntu: apt-get install haproxy)"
         )
     return Path(found)

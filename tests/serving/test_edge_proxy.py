@@ -235,3 +235,23 @@ def test_behind_the_edge_the_gateway_trusts_its_stamp_and_fills_more_slots_unles
     assert chosen.trust_request_start and chosen.max_in_flight == 5
     # What a worker process rebuilds from the environment is the same.
     assert {"trust_request_start", "max_in_flight"} <= plain.model_fields_set
+
+
+@requires_haproxy
+def test_a_slow_upload_holds_no_gateway_slot_and_gets_a_json_408(slow_app):
+    app, port = slow_app
+    with _edge(port, max_in_flight=1, header_timeout_s=1.0).start() as edge:
+        with socket.create_connection(edge.listen, timeout=5) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: edge\r\nContent-Length: 100\r\n\r\n" + b"{" * 10)
+            started = time.monotonic()
+            fast = httpx.post(f"{edge.url}/predict", content=b"{}", timeout=5)
+            fast_s = time.monotonic() - started
+            answer = b""
+            while b"}" not in answer:
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    assert fast.status_code == 200 and fast_s < 0.8, fast_s  # the only slot was free for it
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+    assert app.seen == 1  # the slow one never reached the app
