@@ -90,6 +90,9 @@ class EdgeLimits:
     # body, forwarded or drained after a refusal, took 5 reads and writes, and 4x overload on
     # 2 cores kept 0.84-0.85x of the saturated throughput; with 128 kB, 0.91-0.93x (docs/serving.md).
     buffer_bytes: int = 131_072
+    # Wait for the whole body (up to a buffer) before a request takes a gateway slot, so a slow
+    # upload holds a connection here, not one of the gateway's slots.
+    buffer_whole_body: bool = True
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings, workers: int = 1) -> EdgeLimits:
@@ -189,9 +192,7 @@ frontend api
 
 backend predict
     http-reuse always
-    # The whole body (up to a buffer) before the request takes a gateway slot: a slow upload holds
-    # a connection here, not one of the gateway's slots.
-    option http-buffer-request
+{"    option http-buffer-request" if limits.buffer_whole_body else "    no option http-buffer-request"}
     http-error status 503 content-type application/json lf-string {queue_timeout} {retry}
     http-error status 502 content-type application/json lf-string {gateway_down} {retry}
     http-error status 504 content-type application/json lf-string {gateway_down} {retry}
