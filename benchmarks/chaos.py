@@ -257,7 +257,7 @@ async def run_chaos(
     connections: int = MAX_CONNECTIONS,
     workers: int = 1,
     edge_proxy: bool = False,
-    edge_changes: dict[str, int] | None = None,
+    edge_changes: dict[str, Any] | None = None,
     load_nice: int = 0,
 ) -> dict[str, Any]:
     """Run the baseline and `phases` once; returns the measured figures (see the module docstring).
@@ -614,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="FIELD=INT",
-        help="an edge proxy limit for this run, e.g. buffer_bytes=16384 or max_queued=32 "
+        help="an edge proxy limit for this run, e.g. buffer_bytes=16384, max_queued=32 or buffer_whole_body=0 "
         "(strategist.serving.edge_proxy.EdgeLimits; repeat)",
     )
     parser.add_argument(
@@ -629,12 +629,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--phases: choose from {PHASES}; overload is always needed")
     gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
     edge_fields = {f.name for f in dataclasses.fields(EdgeLimits)}
-    edge_changes: dict[str, int] = {}
+    edge_changes: dict[str, Any] = {}
     for item in args.edge:
         name, _, value = item.partition("=")
         if name not in edge_fields or not value.isdigit():
             parser.error(f"--edge {item!r}: give FIELD=INT with FIELD one of {sorted(edge_fields)}")
-        edge_changes[name] = int(value)
+        edge_changes[name] = bool(int(value)) if isinstance(getattr(EdgeLimits(), name), bool) else int(value)
     edge_proxy = wants_edge_proxy(args.edge_proxy)
     if edge_changes and not edge_proxy:
         parser.error("--edge changes the edge proxy's limits, and this run has none")
