@@ -32,7 +32,7 @@ from export.triton_config import ServingSettings, checkpoint_input_names, render
 from strategist.contract import CPU_MODEL_NAME, GPU_MODEL_NAME
 from strategist.machine import describe_machine
 from strategist.paths import PROJECT_ROOT, SERVED_CHECKPOINT_DIR
-from strategist.serving.triton_launcher import LocalTriton, free_port
+from strategist.serving.triton_launcher import LocalTriton, die_with_parent, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = RESULTS_DIR / "tmp"  # git-ignored
@@ -202,6 +202,7 @@ def uvicorn_server(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # a benchmark stopped without cleanup leaves no server behind
         )
         url = f"http://127.0.0.1:{port}"
         try:
