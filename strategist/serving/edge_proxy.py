@@ -29,6 +29,7 @@ Needs the `haproxy` binary (Debian/Ubuntu: apt-get install haproxy; tested with 
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import json
@@ -120,10 +121,14 @@ def _json_body(detail: str) -> str:
 
 
 def render_config(
-    limits: EdgeLimits, listen: tuple[str, int], gateway: tuple[str, int], metrics_port: int | None = None
+    limits: EdgeLimits,
+    listen: tuple[str, int],
+    gateway: tuple[str, int],
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> str:
     """The HAProxy configuration for `limits` (see the module docstring); with `metrics_port`,
-    HAProxy's own Prometheus metrics on 127.0.0.1:metrics_port/metrics (its refusals by status)."""
+    HAProxy's own Prometheus metrics on metrics_host:metrics_port/metrics (its refusals by status)."""
     from server.admission import REQUEST_START_HEADER
     from server.main import PREDICT_ENDPOINTS
     from server.middleware import CLIENT_REQUEST_ID
@@ -150,13 +155,13 @@ def render_config(
         if metrics_port is None
         else f"""
 frontend metrics
-    bind 127.0.0.1:{metrics_port}
+    bind {metrics_host}:{metrics_port}
     http-request use-service prometheus-exporter if {{ path /metrics }}
     http-request return status 404
 """
     )
     return f"""\
-# Written by strategist.serving.edge_proxy; regenerated at every start.
+# Written by strategist.serving.edge_proxy.render_config from the gateway's settings; do not edit by hand.
 global
     maxconn {limits.max_connections}
     # One thread: the edge must leave the cores to the gateway and Triton; a refusal costs microseconds.
@@ -348,3 +353,31 @@ class EdgeProxy:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"give HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the edge configuration for the gateway settings in the environment (STRATEGIST_*), as
+    `strategist serve` would write it, for a deployment that runs HAProxy itself (deploy/k8s)."""
+    from server.settings import GatewaySettings
+
+    parser = argparse.ArgumentParser(prog="python -m strategist.serving.edge_proxy", description=main.__doc__)
+    parser.add_argument("--listen", type=_address, required=True, help="HOST:PORT clients connect to")
+    parser.add_argument("--gateway", type=_address, required=True, help="HOST:PORT of the gateway")
+    parser.add_argument("--metrics", type=_address, default=None, help="HOST:PORT of HAProxy's metrics")
+    parser.add_argument("--workers", type=int, default=1, help="gateway workers behind it")
+    args = parser.parse_args(argv)
+    limits = EdgeLimits.from_settings(GatewaySettings(), args.workers)
+    metrics_host, metrics_port = args.metrics if args.metrics else ("127.0.0.1", None)
+    print(render_config(limits, args.listen, args.gateway, metrics_port, metrics_host), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from helpers.skips import requires_haproxy
 
 from server.main import ENDPOINTS
 from server.metrics import GatewayMetrics
 from server.settings import GatewaySettings
 from strategist import contract
 from strategist.paths import PROJECT_ROOT
+from strategist.serving.edge_proxy import (
+    EdgeLimits,
+    behind_edge,
+    find_haproxy,
+    render_config,
+)
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "virtual-strategist.json"
@@ -197,9 +205,9 @@ def test_gateway_probes_port_and_hardening_match_the_app_and_its_image():
     assert {"/readyz", "/healthz", "/metrics"} <= ENDPOINTS
     dockerfile = (PROJECT_ROOT / "docker" / "Dockerfile.gateway").read_text()
     exposed = int(re.search(r"^EXPOSE (\d+)", dockerfile, re.M).group(1))  # type: ignore[union-attr]
-    assert _port(gateway, "http") == exposed and gateway["args"][gateway["args"].index("--port") + 1] == str(
-        exposed
-    )
+    assert _port(gateway, "gateway") == exposed and gateway["args"][
+        gateway["args"].index("--port") + 1
+    ] == str(exposed)
     uid = re.search(r"--uid (\d+)", dockerfile).group(1)  # type: ignore[union-attr]
     pod = _one("Deployment", "gateway")["spec"]["template"]["spec"]["securityContext"]
     assert pod["runAsNonRoot"] and str(pod["runAsUser"]) == uid
@@ -321,3 +329,45 @@ def test_train_job_runs_elastic_torchrun_on_the_trainer():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     parser.parse_args(command[command.index("-m") + 3 :])  # the trainer's own parser accepts them
+
+
+def _manifest_gateway_settings() -> GatewaySettings:
+    env = {e["name"]: e for e in _container("gateway")["env"]}
+    values = {k.removeprefix("STRATEGIST_").lower(): v["value"] for k, v in env.items() if "value" in v}
+    return GatewaySettings(**values)
+
+
+def test_the_edge_sidecar_runs_the_config_rendered_from_the_gateways_settings():
+    settings = _manifest_gateway_settings()
+    # The gateway behind it is set as `strategist serve` sets one behind its edge.
+    unset = GatewaySettings(**settings.model_dump(exclude={"trust_request_start", "max_in_flight"}))
+    behind = behind_edge(unset)
+    assert (settings.trust_request_start, settings.max_in_flight) == (True, behind.max_in_flight)
+    (edge,) = [
+        c
+        for c in _one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "edge"
+    ]
+    gateway = _container("gateway")
+    config_map = _one("ConfigMap", "gateway-edge")["data"]["haproxy.cfg"]
+    expected = render_config(
+        EdgeLimits.from_settings(settings),
+        listen=("0.0.0.0", _port(edge, "http")),
+        gateway=("127.0.0.1", _port(gateway, "gateway")),
+        metrics_port=_port(edge, "edge-metrics"),
+        metrics_host="0.0.0.0",
+    )
+    assert config_map == expected, "deploy/k8s/gateway.yaml: regenerate gateway-edge (the command at its top)"
+    mount = next(m for m in edge["volumeMounts"] if m["name"] == "edge-config")
+    assert edge["args"][-1] == f"{mount['mountPath']}/haproxy.cfg"
+    assert edge["securityContext"]["readOnlyRootFilesystem"] is True
+    service_ports = {p["name"]: p["targetPort"] for p in _one("Service", "gateway")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "edge-metrics": "edge-metrics"}  # clients reach the edge only
+
+
+@requires_haproxy
+def test_the_edge_sidecar_config_is_one_haproxy_accepts(tmp_path):
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(_one("ConfigMap", "gateway-edge")["data"]["haproxy.cfg"])
+    checked = subprocess.run([str(find_haproxy()), "-c", "-f", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
