@@ -255,3 +255,23 @@ def test_a_slow_upload_holds_no_gateway_slot_and_gets_a_json_408(slow_app):
     assert fast.status_code == 200 and fast_s < 0.8, fast_s  # the only slot was free for it
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
     assert app.seen == 1  # the slow one never reached the app
+
+
+def test_the_config_command_prints_what_serve_would_write_and_names_a_bad_address(capsys, monkeypatch):
+    from strategist.serving import edge_proxy
+
+    monkeypatch.setenv("STRATEGIST_MAX_IN_FLIGHT", "12")
+    assert (
+        edge_proxy.main(
+            ["--listen", "0.0.0.0:8000", "--gateway", "127.0.0.1:8080", "--metrics", "0.0.0.0:8405"]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert printed == render_config(
+        EdgeLimits.from_settings(GatewaySettings()), ("0.0.0.0", 8000), ("127.0.0.1", 8080), 8405, "0.0.0.0"
+    )
+    assert "maxconn 12 check" in printed and "bind 0.0.0.0:8405" in printed
+    with pytest.raises(SystemExit):
+        edge_proxy.main(["--listen", "8000", "--gateway", "127.0.0.1:8080"])
+    assert "give HOST:PORT, got '8000'" in capsys.readouterr().err
