@@ -49,6 +49,7 @@ from server.backend import BackendUnavailable
 from server.metrics import GatewayMetrics
 
 DEADLINE_HEADER: Final = "x-request-deadline-ms"
+RETRY_AFTER_S: Final = 1  # Retry-After of every refusal (429, 503), here and at the edge proxy
 # Set by a proxy in front (strategist.serving.edge_proxy): when the request reached it, "t=" and
 # microseconds since the epoch (the convention of Heroku's router and APM agents). Trusted only when
 # the settings say a proxy sets it, so the deadline covers the wait in the proxy's queue.
@@ -227,15 +228,13 @@ class AdmissionMiddleware:
         left = budget - waited_before
         margin = min(self.answer_margin_s, budget / 10)
         if left <= margin:  # it spent its deadline in front of the gateway: nothing can be done in time
-            self._shed["deadline"].inc()
-            message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
-            await self._reject(scope, receive, send, 503, message, retry_after=1)
+            await self._reject_deadline(scope, receive, send, budget)
             return
         if self.in_flight >= self.max_in_flight:
             refusal = self._queue_refusal(left)
             if refusal is not None:
                 self._shed["in_flight"].inc()
-                await self._reject(scope, receive, send, 429, refusal, retry_after=1)
+                await self._reject(scope, receive, send, 429, refusal, retry_after=RETRY_AFTER_S)
                 return
         deadline = started + left
         token = _deadline.set(deadline)
@@ -267,15 +266,13 @@ class AdmissionMiddleware:
             self._queue_missed_at = time.monotonic()
             self._shed["queue_wait"].inc()
             # 429 like the queue's other refusals: the same bound said no, only later.
-            await self._reject(scope, receive, send, 429, str(exc), retry_after=1)
+            await self._reject(scope, receive, send, 429, str(exc), retry_after=RETRY_AFTER_S)
         except TimeoutError:
             if response_started:
                 raise
             if must_wait:
                 self._queue_missed_at = time.monotonic()
-            self._shed["deadline"].inc()
-            message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
-            await self._reject(scope, receive, send, 503, message, retry_after=1)
+            await self._reject_deadline(scope, receive, send, budget)
         except ClientDisconnect:
             # Nobody to answer: not a failure of the gateway, so not a 500 and not an error.
             scope.setdefault("state", {})[CLIENT_GONE] = True
@@ -377,6 +374,12 @@ class AdmissionMiddleware:
             return message
 
         return receive_timed
+
+    async def _reject_deadline(self, scope: Scope, receive: Receive, send: Send, budget: float) -> None:
+        """503 + Retry-After for a request that cannot be answered within its deadline."""
+        self._shed["deadline"].inc()
+        message = f"no answer within the request's deadline of {budget * 1e3:.0f} ms"
+        await self._reject(scope, receive, send, 503, message, retry_after=RETRY_AFTER_S)
 
     @staticmethod
     async def _reject(

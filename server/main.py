@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from server.admission import AdmissionMiddleware, DeadlineExceeded
+from server.admission import RETRY_AFTER_S, AdmissionMiddleware, DeadlineExceeded
 from server.backend import BackendFailed, BackendUnavailable, InferenceBackend
 from server.decode import UnsupportedMediaType, cap_errors
 from server.fast_path import LeanPredictPath
@@ -101,7 +101,7 @@ async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(
         {"detail": reason, "request_id": _request_id(request)},
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 

@@ -21,9 +21,8 @@ from server.admission import CLIENT_GONE
 from server.metrics import GatewayMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
-CLIENT_REQUEST_ID = re.compile(
-    r"^[A-Za-z0-9._:-]{1,64}$"
-)  # a client-chosen id is echoed only if it is harmless
+# A client-chosen request id is echoed (here and by the edge proxy) only if it is harmless.
+CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 ERROR_REASONS = {
     400: "bad_request",

@@ -99,7 +99,7 @@ class EdgeLimits:
     def from_settings(cls, settings: GatewaySettings, workers: int = 1) -> EdgeLimits:
         """The gateway's own admission limits (its in-flight bound per worker, times `workers`):
         with the edge in front the gateway never queues."""
-        from server.admission import QUEUE_HORIZON
+        from server.admission import QUEUE_HORIZON, RETRY_AFTER_S
 
         max_in_flight = settings.max_in_flight * workers
         return cls(
@@ -108,6 +108,7 @@ class EdgeLimits:
             queue_wait_s=QUEUE_HORIZON * settings.request_deadline_s,
             header_timeout_s=settings.body_timeout_s,
             server_timeout_s=settings.max_request_deadline_s + 5.0,
+            retry_after_s=RETRY_AFTER_S,
         )
 
 
