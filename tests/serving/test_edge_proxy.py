@@ -13,8 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import httpx
@@ -29,11 +29,15 @@ from strategist.serving.triton_launcher import free_port
 
 
 class SlowApp:
-    """ASGI app: /predict and /predict/batch answer after `delay_s`, echoing the headers the edge
-    set; every other path answers at once. Counts the prediction requests it saw and the most at once."""
+    """ASGI app: /predict and /predict/batch answer `delay_s` after `gate` is open, echoing the
+    headers the edge set; every other path answers at once. Counts the prediction requests it saw and
+    the most at once. A test that closes the gate holds every admitted request at the app until it
+    has seen the edge's refusals, so no answer depends on how fast the client threads start."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s, self.seen, self.running, self.most_at_once = delay_s, 0, 0, 0
+        self.gate = threading.Event()
+        self.gate.set()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -45,6 +49,8 @@ class SlowApp:
             self.seen += 1
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
+            while not self.gate.is_set():
+                await asyncio.sleep(0.01)
             await asyncio.sleep(self.delay_s)
             self.running -= 1
         body = f"{headers.get('x-request-start', '')} {headers.get('x-request-id', '')}".encode()
@@ -78,15 +84,31 @@ def _edge(port: int, **limits) -> EdgeProxy:
     )
 
 
-def _posts(url: str, count: int, headers: dict[str, str] | None = None) -> list[httpx.Response]:
+def _post(url: str, i: int) -> httpx.Response:
+    return httpx.post(f"{url}/predict", content=b"{}", headers={"x-request-id": f"car-{i}"}, timeout=10)
+
+
+def _posts(url: str, count: int) -> list[httpx.Response]:
     """`count` predictions at once, each on its own connection."""
-
-    def one(i: int) -> httpx.Response:
-        return httpx.post(f"{url}/predict", content=b"{}", headers={"x-request-id": f"car-{i}", **(headers or {})},
-                          timeout=10)  # fmt: skip
-
     with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
+        return list(pool.map(lambda i: _post(url, i), range(count)))
+
+
+def _posts_held(app: SlowApp, url: str, count: int, refused: int) -> list[httpx.Response]:
+    """`count` predictions at once while the app holds every one it admits; the app lets them go
+    once `refused` answers have come back from the edge (those are the only ones that can)."""
+    app.gate.clear()
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(_post, url, i) for i in range(count)]
+        try:
+            early = []
+            for future in as_completed(futures, timeout=10):
+                early.append(future.result())
+                if len(early) == refused:
+                    break
+        finally:
+            app.gate.set()
+        return [future.result() for future in futures]
 
 
 def test_limits_come_from_the_gateway_settings_per_worker():
@@ -101,15 +123,49 @@ def test_limits_come_from_the_gateway_settings_per_worker():
     assert "acl predict path /predict /predict/batch" in config
 
 
+def _edge_queue(edge: EdgeProxy) -> int:
+    """Requests waiting in the edge's prediction queue, from its own metrics."""
+    assert edge.metrics_url is not None
+    for line in httpx.get(edge.metrics_url, timeout=5).text.splitlines():
+        if line.startswith('haproxy_backend_current_queue{proxy="predict"}'):
+            return int(float(line.split()[-1]))
+    raise AssertionError("the edge's metrics have no prediction queue")
+
+
+def _until(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
 @requires_haproxy
 def test_beyond_the_bound_and_its_queue_is_429_with_retry_after_before_the_app(slow_app):
     app, port = slow_app
+    # The requests arrive one after another, each settled (at the app, or in the edge's queue)
+    # before the next: the edge reads its queue length as each request's headers arrive, so
+    # requests parsed in the same instant may all find the same free place.
     with _edge(port, max_in_flight=2, max_queued=2, queue_wait_s=5.0).start() as edge:
-        responses = _posts(edge.url, 6)
+        app.gate.clear()
+        with ThreadPoolExecutor(6) as pool:
+            try:
+                futures = []
+                for i in range(6):
+                    futures.append(pool.submit(_post, edge.url, i))
+                    if i < 2:
+                        _until(lambda at_app=i + 1: app.running == at_app, f"request {i} is at the app")
+                    elif i < 4:
+                        _until(
+                            lambda queued=i - 1: _edge_queue(edge) == queued, f"request {i} waits at the edge"
+                        )
+                    else:
+                        assert futures[i].result(timeout=5).status_code == 429
+            finally:
+                app.gate.set()
+            responses = [future.result() for future in futures]
         assert edge.metrics_url is not None
         metrics = httpx.get(edge.metrics_url, timeout=5).text
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200, 200, 200, 200, 429, 429], statuses
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 429, 429]
     assert app.seen == 4 and app.most_at_once == 2
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.headers["retry-after"] == "1" and refused.headers["content-type"] == "application/json"
@@ -130,7 +186,7 @@ def test_a_request_still_queued_after_the_queue_wait_is_503_with_retry_after(slo
     app, port = slow_app
     with _edge(port, max_in_flight=1, max_queued=8, queue_wait_s=0.15).start() as edge:
         started = time.monotonic()
-        responses = _posts(edge.url, 3)
+        responses = _posts_held(app, edge.url, 3, refused=2)
         seconds = time.monotonic() - started
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 503, 503], statuses
@@ -141,14 +197,21 @@ def test_a_request_still_queued_after_the_queue_wait_is_503_with_retry_after(slo
 
 @requires_haproxy
 def test_health_checks_are_never_queued_behind_predictions(slow_app):
-    _, port = slow_app
+    app, port = slow_app
     with _edge(port, max_in_flight=1, max_queued=4, queue_wait_s=5.0).start() as edge:
+        app.gate.clear()  # the only slot stays taken until the health check has its answer
         with ThreadPoolExecutor(1) as pool:
             busy = pool.submit(_posts, edge.url, 3)
-            time.sleep(0.1)  # every slot taken, two waiting
+            deadline = time.monotonic() + 5
+            while app.seen < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)  # the other two reach the edge's queue
             started = time.monotonic()
-            health = httpx.get(f"{edge.url}/healthz", timeout=5)
-            health_s = time.monotonic() - started
+            try:
+                health = httpx.get(f"{edge.url}/healthz", timeout=5)
+                health_s = time.monotonic() - started
+            finally:
+                app.gate.set()
             assert [r.status_code for r in busy.result()] == [200, 200, 200]
     assert health.status_code == 200 and health_s < 0.3, health_s
 
