@@ -142,6 +142,7 @@ def architecture(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from strategist.train import distributed
     from strategist.train.loop import model_config, setup_logging, train
 
     setup_logging()
@@ -151,4 +152,5 @@ def run(args: argparse.Namespace) -> int:
     summary = train(args.train, args.val, args.out, model_cfg, tcfg)
     if rank == 0:
         print(json.dumps(summary, indent=2))
+    distributed.exit_finished_worker()  # under torchrun: no interpreter shutdown (see there)
     return 0

@@ -6,7 +6,9 @@ helpers below are no-ops, so the training loop has one code path.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -43,7 +45,7 @@ def setup(device: str = "auto") -> DistInfo:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
-        if "TORCHELASTIC_RESTART_COUNT" in os.environ:
+        if launched_by_torchrun():
             store = _restart_scoped_store(rank, world_size)
             dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
         else:
@@ -67,6 +69,11 @@ def _restart_scoped_store(rank: int, world_size: int) -> dist.Store:
     return dist.PrefixStore(f"strategist/restart_{elastic_restart_count()}/", store)
 
 
+def launched_by_torchrun() -> bool:
+    """True in a worker that torchrun's elastic agent started (it sets TORCHELASTIC_RESTART_COUNT)."""
+    return "TORCHELASTIC_RESTART_COUNT" in os.environ
+
+
 def elastic_restart_count() -> int:
     """How many times torchrun has restarted this worker group (0 on the first start, and without
     torchrun): torchrun's elastic agent sets TORCHELASTIC_RESTART_COUNT for every worker."""
@@ -76,6 +83,25 @@ def elastic_restart_count() -> int:
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_finished_worker() -> None:
+    """End a torchrun worker whose run has finished and whose results are written, skipping the
+    interpreter's shutdown; returns at once outside torchrun.
+
+    Why: once DDP has been built over a gloo group, destroy_process_group() leaves that group's C++
+    threads running (gloo_tcp_loop and two pt_gloo_runloop per process, still there after the DDP
+    module is gone and gc has run; torch 2.13, CPU). Shutting the interpreter and the C++ statics
+    down around them aborted a worker once after a complete run ("terminate called without an
+    active exception", SIGABRT), and torchrun counts that as a failed worker: the run fails, or is
+    restarted although it had finished. Exiting here skips that teardown; nothing is left to write.
+    """
+    if not launched_by_torchrun():
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

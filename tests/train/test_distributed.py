@@ -71,3 +71,27 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert metrics[-1]["step"] == 8
     model, _, meta = load_checkpoint(run / "last")
     assert meta["extra"]["epoch"] == 2 and not any(k.startswith("module.") for k in model.state_dict())
+
+
+def test_a_finished_torchrun_worker_exits_0_without_interpreter_shutdown_and_with_its_output():
+    script = (
+        "import atexit, logging, sys\n"
+        "from strategist.train import distributed\n"
+        "atexit.register(lambda: print('interpreter shutdown ran', flush=True))\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
+        "print('summary', end='')\n"  # unflushed on purpose
+        "logging.getLogger('t').info('last log line')\n"
+        "distributed.exit_finished_worker()\n"
+        "sys.exit(3)\n"
+    )
+
+    def worker(**env: str) -> subprocess.CompletedProcess[str]:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")}
+        return subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env={**environ, **env},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    under_torchrun = worker(TORCHELASTIC_RESTART_COUNT="0")
+    assert under_torchrun.returncode == 0, under_torchrun.stderr
+    assert under_torchrun.stdout == "summary" and "last log line" in under_torchrun.stderr
+    plain = worker()  # not under torchrun: the call returns and the process goes on as usual
+    assert plain.returncode == 3 and "interpreter shutdown ran" in plain.stdout
