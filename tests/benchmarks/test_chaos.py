@@ -16,7 +16,7 @@ from benchmarks.services import RESULTS_DIR
 def test_markdown_of_the_committed_result_has_every_figure():
     result = json.loads((RESULTS_DIR / "chaos.json").read_text())
     table = chaos.markdown(result, "test machine", "python -m benchmarks.chaos")
-    assert table.count("\n| ") == 23  # header row + 22 figures
+    assert table.count("\n| ") == 24  # header row + 23 figures
     seen = result["overload"]["gateway_metrics"]  # the gateway's own count of what it refused
     assert f'"shed_in_flight": {seen["shed_in_flight"]}' in table
     assert "goodput bound at 4x: about" in table
@@ -39,3 +39,12 @@ def test_stack_processes_finds_a_process_by_its_marker_until_it_exits():
         child.kill()
         child.wait(timeout=10)
     assert chaos.stack_processes(marker) == []
+
+
+def test_the_goodput_is_also_given_against_both_saturated_runs():
+    result = json.loads((RESULTS_DIR / "chaos_ablation" / "full_amd_dec08_run2.json").read_text())
+    over = result["overload"]
+    table = chaos.markdown(result, "test machine", "python -m benchmarks.chaos")
+    mean = (result["baseline"]["saturated"]["throughput_rps"] + over["saturated_after_rps"]) / 2
+    assert over["goodput_vs_saturated_mean"] == round(over["goodput_rps"] / mean, 2)
+    assert f"| {over['saturated_after_rps']} req/s; {over['goodput_vs_saturated_mean']}x |" in table
