@@ -443,6 +443,7 @@ async def run_chaos(
             # goodput ratio move as much; the overload is compared with both sides of it too.
             start, end = await _closed_phase(load, concurrency, baseline_s)
             saturated_after_rps = sum(1 for s in load.window(start, end) if s.status == 200) / (end - start)
+            goodput_rps = len(admitted) / (overload_end - overload_at)
             result["load_generator_failures"] = http_load.failure_counts([load.pool])
             result["overload"] = {
                 "factor": factor,
@@ -455,16 +456,11 @@ async def run_chaos(
                 # The same from when each had a connection: what the gateway's deadline governs.
                 "admitted_from_connection": summarize([s.latency_ms - s.waited_ms for s in admitted]),
                 "waited_for_connection": summarize([s.waited_ms for s in window]),
-                "goodput_rps": round(len(admitted) / (overload_end - overload_at), 1),
-                "goodput_vs_saturated": round(
-                    len(admitted) / (overload_end - overload_at) / saturated_rps, 2
-                ),
+                "goodput_rps": round(goodput_rps, 1),
+                "goodput_vs_saturated": round(goodput_rps / saturated_rps, 2),
                 "saturated_after_rps": round(saturated_after_rps, 1),
                 "goodput_vs_saturated_mean": round(
-                    len(admitted)
-                    / (overload_end - overload_at)
-                    / ((saturated_rps + saturated_after_rps) / 2),
-                    2,
+                    goodput_rps / ((saturated_rps + saturated_after_rps) / 2), 2
                 ),
                 "cores_used": overload_cores,
                 "gateway_metrics": gateway_seen,
